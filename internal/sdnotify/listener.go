@@ -1,0 +1,160 @@
+package sdnotify
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Datagram is one received notification with the sender's kernel-verified
+// credentials. FDs are the descriptors passed with it; the receiver owns them
+// and must close them (Close does).
+type Datagram struct {
+	PID, UID, GID int
+	Message       *Message
+	FDs           []int
+}
+
+// Close closes every fd that came with the datagram. systemd closes a
+// BARRIER=1 fd only after it processed everything received before it, so
+// callers close after acting on the message.
+func (d *Datagram) Close() error {
+	var errs []error
+	for _, fd := range d.FDs {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, fmt.Errorf("close passed fd %d: %w", fd, err))
+		}
+	}
+	d.FDs = nil
+	return errors.Join(errs...)
+}
+
+// DropError reports a datagram that was read and discarded. Its fds have
+// already been closed. Callers count these; the listener keeps going.
+type DropError struct {
+	PID    int // 0 when the kernel gave no credentials
+	Reason string
+}
+
+func (e *DropError) Error() string {
+	if e.PID > 0 {
+		return fmt.Sprintf("dropped notification from pid %d: %s", e.PID, e.Reason)
+	}
+	return "dropped notification: " + e.Reason
+}
+
+// Listener is a SOCK_DGRAM unix socket with SO_PASSCRED set, the service
+// manager's end of NOTIFY_SOCKET.
+type Listener struct {
+	conn *net.UnixConn
+	path string
+	buf  []byte
+	oob  []byte
+}
+
+// maxFDs bounds the fds accepted in one datagram. The kernel caps SCM_RIGHTS
+// at 253; the control buffer is sized for that so a flood of fds is received
+// (and closed), never left queued or truncated into a leak.
+const maxFDs = 253
+
+// Listen creates the socket at path (removing a stale socket first).
+func Listen(path string) (*Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale notify socket: %w", err)
+		}
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on notify socket: %w", err)
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("notify socket: %w", err), conn.Close())
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		if serr == nil {
+			// Room for bursts from many workers at once.
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		}
+	}); err != nil || serr != nil {
+		return nil, errors.Join(fmt.Errorf("set SO_PASSCRED on notify socket: %w", errors.Join(err, serr)), conn.Close())
+	}
+	return &Listener{
+		conn: conn,
+		path: path,
+		buf:  make([]byte, MaxMessageSize+1),
+		oob:  make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*maxFDs)),
+	}, nil
+}
+
+// Path is the socket's filesystem path, the value for NOTIFY_SOCKET.
+func (l *Listener) Path() string { return l.path }
+
+// Close closes the socket and removes its file.
+func (l *Listener) Close() error {
+	err := l.conn.Close()
+	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// Receive blocks for the next datagram. A datagram that is oversized,
+// truncated, carries no credentials or does not parse is dropped with its fds
+// closed and returned as a *DropError; any other error means the socket is
+// unusable (closed).
+func (l *Listener) Receive() (*Datagram, error) {
+	n, oobn, flags, _, err := l.conn.ReadMsgUnix(l.buf, l.oob)
+	if err != nil {
+		return nil, fmt.Errorf("read notify socket: %w", err)
+	}
+	d := &Datagram{}
+	var cred *unix.Ucred
+	cmsgs, perr := unix.ParseSocketControlMessage(l.oob[:oobn])
+	for _, c := range cmsgs {
+		switch {
+		case c.Header.Level == unix.SOL_SOCKET && c.Header.Type == unix.SCM_RIGHTS:
+			fds, err := unix.ParseUnixRights(&c)
+			if err == nil {
+				d.FDs = append(d.FDs, fds...)
+			}
+		case c.Header.Level == unix.SOL_SOCKET && c.Header.Type == unix.SCM_CREDENTIALS:
+			if uc, err := unix.ParseUnixCredentials(&c); err == nil {
+				cred = uc
+			}
+		}
+	}
+	if cred != nil {
+		d.PID, d.UID, d.GID = int(cred.Pid), int(cred.Uid), int(cred.Gid)
+	}
+	drop := func(reason string) (*Datagram, error) {
+		cerr := d.Close()
+		if cerr != nil {
+			reason += "; " + cerr.Error()
+		}
+		return nil, &DropError{PID: d.PID, Reason: reason}
+	}
+	switch {
+	case perr != nil:
+		return drop("malformed control data: " + perr.Error())
+	case flags&syscall.MSG_CTRUNC != 0:
+		return drop("control data truncated")
+	case n > MaxMessageSize || flags&syscall.MSG_TRUNC != 0:
+		return drop(fmt.Sprintf("datagram larger than %d bytes", MaxMessageSize))
+	case cred == nil || cred.Pid <= 0:
+		return drop("no sender credentials")
+	}
+	msg, err := Parse(l.buf[:n])
+	if err != nil {
+		return drop(err.Error())
+	}
+	d.Message = msg
+	return d, nil
+}
