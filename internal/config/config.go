@@ -1,0 +1,63 @@
+package config
+
+import (
+	"time"
+)
+
+// Defaults, used where a setting is left at its zero value.
+const (
+	DefaultWorkers         = 1
+	DefaultBootTimeout     = 60 * time.Second
+	DefaultGracefulTimeout = 30 * time.Second
+	DefaultBacklog         = 4096
+	DefaultSocketMode      = 0o666 // as systemd's SocketMode=
+)
+
+// Config is baton's validated configuration. The zero value of each field
+// means "unset"; Finish replaces it with the documented default.
+type Config struct {
+	// Path is the file the config came from, empty when it came only from
+	// flags. Reload re-reads it.
+	Path string
+
+	// Command is the worker's program and arguments. Required.
+	Command []string
+	// Workers is the number of worker processes. Zero: DefaultWorkers.
+	Workers int
+	// Readiness is when a worker counts as ready. Zero: ReadinessNotify.
+	Readiness Readiness
+	// MinReady is how many workers must be ready before baton tells systemd
+	// READY=1 and reports the pool healthy. Zero: all of them.
+	MinReady int
+	// BootTimeout bounds spawn to READY=1. Zero: DefaultBootTimeout.
+	BootTimeout time.Duration
+	// GracefulTimeout bounds SIGTERM to exit when stopping a worker; then it
+	// is SIGKILLed. Zero: DefaultGracefulTimeout.
+	GracefulTimeout time.Duration
+
+	// Sockets are the sockets baton binds when systemd did not pass them,
+	// in declaration order, which is the order workers see them in.
+	Sockets []Socket
+
+	// pos records where each key was written, for errors found by Finish.
+	pos map[string]position
+}
+
+// Socket is one named listening socket.
+type Socket struct {
+	// Name is what LISTEN_FDNAMES calls it and how sockets inherited from
+	// systemd (FileDescriptorName=) are matched to the config.
+	Name string
+	// Address is where to listen.
+	Address Address
+	// Backlog is listen(2)'s backlog. Zero: DefaultBacklog (the kernel caps
+	// it at net.core.somaxconn).
+	Backlog int
+	// Mode, Owner and Group apply to unix sockets only. Zero mode:
+	// DefaultSocketMode. Empty owner or group: baton's own.
+	Mode         FileMode
+	Owner, Group string
+
+	// where records the file position of the socket's table for errors.
+	where string
+}

@@ -1,0 +1,235 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// file mirrors the TOML document. Keys are the flag names, so the file and
+// the command line read the same.
+type file struct {
+	Command         []string              `toml:"command"`
+	Workers         *int                  `toml:"workers"`
+	Readiness       *string               `toml:"readiness"`
+	MinReady        *int                  `toml:"min-ready"`
+	BootTimeout     *Duration             `toml:"boot-timeout"`
+	GracefulTimeout *Duration             `toml:"graceful-timeout"`
+	Sockets         map[string]fileSocket `toml:"sockets"`
+}
+
+type fileSocket struct {
+	Listen  *Address  `toml:"listen"`
+	Backlog *int      `toml:"backlog"`
+	Mode    *FileMode `toml:"mode"`
+	Owner   string    `toml:"owner"`
+	Group   string    `toml:"group"`
+}
+
+// Error is a config error with its position. Line is 0 when the error is
+// about the file as a whole or came from a flag.
+type Error struct {
+	File         string
+	Line, Column int
+	Key          string
+	Err          error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d:%d: ", e.File, e.Line, e.Column)
+	case e.File != "":
+		fmt.Fprintf(&b, "%s: ", e.File)
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads and validates a config file. Flags may be applied on top with
+// Overrides.Apply before Finish; Load alone calls neither.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Err: fmt.Errorf("read config: %w", err)}
+	}
+	return parse(path, data)
+}
+
+func parse(path string, data []byte) (*Config, error) {
+	var f file
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(path, err)
+	}
+	pos := positions(data)
+	at := func(key string, err error) error {
+		p := pos[key]
+		return &Error{File: path, Line: p.Line, Column: p.Column, Key: key, Err: err}
+	}
+	c := &Config{Path: path, Command: f.Command, pos: pos}
+	if f.Command != nil && len(f.Command) == 0 {
+		return nil, at("command", errors.New("must name a program"))
+	}
+	if f.Workers != nil {
+		if *f.Workers < 1 {
+			return nil, at("workers", fmt.Errorf("%d: must be at least 1", *f.Workers))
+		}
+		c.Workers = *f.Workers
+	}
+	if f.Readiness != nil {
+		// A string-kinded type is assigned directly by the decoder, so the
+		// value is checked here rather than in UnmarshalText.
+		if err := c.Readiness.UnmarshalText([]byte(*f.Readiness)); err != nil {
+			return nil, at("readiness", err)
+		}
+	}
+	if f.MinReady != nil {
+		if *f.MinReady < 1 {
+			return nil, at("min-ready", fmt.Errorf("%d: must be at least 1 (leave it out to require all workers)", *f.MinReady))
+		}
+		c.MinReady = *f.MinReady
+	}
+	if f.BootTimeout != nil {
+		c.BootTimeout = time.Duration(*f.BootTimeout)
+	}
+	if f.GracefulTimeout != nil {
+		c.GracefulTimeout = time.Duration(*f.GracefulTimeout)
+	}
+	for name, s := range f.Sockets {
+		key := "sockets." + name
+		if err := checkName(name); err != nil {
+			return nil, at(key, err)
+		}
+		if s.Listen == nil {
+			return nil, at(key, errors.New("missing listen"))
+		}
+		sock := Socket{Name: name, Address: *s.Listen, Owner: s.Owner, Group: s.Group, where: pos[key].String(path)}
+		if s.Backlog != nil {
+			if *s.Backlog < 1 {
+				return nil, at(key+".backlog", fmt.Errorf("%d: must be at least 1", *s.Backlog))
+			}
+			sock.Backlog = *s.Backlog
+		}
+		if s.Listen.Network != "unix" && (s.Mode != nil || s.Owner != "" || s.Group != "") {
+			return nil, at(key, errors.New("mode, owner and group apply to unix sockets only"))
+		}
+		if s.Mode != nil {
+			sock.Mode = *s.Mode
+		}
+		c.Sockets = append(c.Sockets, sock)
+	}
+	// Workers see sockets in the order the file declares them.
+	sort.SliceStable(c.Sockets, func(i, j int) bool {
+		return pos["sockets."+c.Sockets[i].Name].Line < pos["sockets."+c.Sockets[j].Name].Line
+	})
+	return c, nil
+}
+
+func decodeError(path string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		var errs []error
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			line, col := e.Position()
+			errs = append(errs, &Error{File: path, Line: line, Column: col, Key: strings.Join(e.Key(), "."), Err: errors.New("unknown key")})
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		return &Error{File: path, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Err: errors.New(msg)}
+	}
+	return &Error{File: path, Err: err}
+}
+
+type position struct{ Line, Column int }
+
+func (p position) String(path string) string {
+	if p.Line == 0 {
+		return path
+	}
+	return fmt.Sprintf("%s:%d:%d", path, p.Line, p.Column)
+}
+
+// positions maps each dotted key (and table header) in a well-formed
+// document to where it is written, for errors the decoder cannot see, such
+// as one setting contradicting another, and for declaration order.
+func positions(data []byte) map[string]position {
+	out := map[string]position{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		var parts []string
+		var first *unstable.Node
+		it := e.Key()
+		for it.Next() {
+			n := it.Node()
+			if first == nil {
+				first = n
+			}
+			parts = append(parts, string(n.Data))
+		}
+		if first == nil {
+			continue
+		}
+		var at position
+		if first.Raw.Length > 0 {
+			s := p.Shape(first.Raw)
+			at = position{s.Start.Line, s.Start.Column}
+		}
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = parts
+			key := strings.Join(parts, ".")
+			if _, seen := out[key]; !seen {
+				out[key] = at
+			}
+		case unstable.KeyValue:
+			key := strings.Join(append(append([]string{}, table...), parts...), ".")
+			out[key] = at
+			// A dotted key such as sockets.web.listen = "..." also declares
+			// its parent tables.
+			for i := len(table) + 1; i < len(table)+len(parts); i++ {
+				k := strings.Join(append(append([]string{}, table...), parts[:i-len(table)]...), ".")
+				if _, seen := out[k]; !seen {
+					out[k] = at
+				}
+			}
+		}
+	}
+	return out
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("socket name %q must be 1 to 255 characters", name)
+	}
+	for _, r := range name {
+		// LISTEN_FDNAMES is colon-separated and systemd allows only
+		// printable ASCII in fd names.
+		if r <= ' ' || r > '~' || r == ':' {
+			return fmt.Errorf("socket name %q: only printable ASCII without ':' or spaces", name)
+		}
+	}
+	return nil
+}

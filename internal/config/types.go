@@ -1,0 +1,156 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Infinity is the value of a duration set to "infinity": the clock is off.
+const Infinity = time.Duration(math.MaxInt64)
+
+// Duration is a positive time span or Infinity. Zero means unset.
+type Duration time.Duration
+
+// UnmarshalText parses "30s", "1m30s" or "infinity". Zero and negative spans
+// are errors: every baton clock needs a positive span, and "off" is spelled
+// "infinity" so that nobody disables a clock by accident.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses a duration setting as the file and flags spell it.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "infinity" {
+		return Infinity, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (want e.g. \"30s\", \"1m30s\" or \"infinity\")", s)
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("%q must be positive (use \"infinity\" to turn the clock off)", s)
+	}
+	return v, nil
+}
+
+// FormatDuration is the inverse of ParseDuration.
+func FormatDuration(d time.Duration) string {
+	if d == Infinity {
+		return "infinity"
+	}
+	return d.String()
+}
+
+// Readiness says when a worker counts as ready.
+type Readiness string
+
+const (
+	// ReadinessNotify waits for the worker's READY=1, as systemd's Type=notify.
+	ReadinessNotify Readiness = "notify"
+	// ReadinessExec counts a worker ready once its command was executed, as
+	// systemd's Type=exec, for programs that do not speak sd_notify.
+	ReadinessExec Readiness = "exec"
+)
+
+// UnmarshalText accepts "notify" or "exec".
+func (r *Readiness) UnmarshalText(b []byte) error {
+	switch v := Readiness(b); v {
+	case ReadinessNotify, ReadinessExec:
+		*r = v
+		return nil
+	}
+	return fmt.Errorf("%q is not a readiness (want \"notify\" or \"exec\")", b)
+}
+
+// Address is where a socket listens: a TCP host:port or a unix socket path.
+type Address struct {
+	Network string // "tcp" or "unix"
+	Addr    string // "127.0.0.1:8080", "[::1]:8080" or "/run/app.sock"
+}
+
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix://" + a.Addr
+	}
+	return "tcp://" + a.Addr
+}
+
+// UnmarshalText parses an address; see ParseAddress.
+func (a *Address) UnmarshalText(b []byte) error {
+	v, err := ParseAddress(string(b))
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
+// ParseAddress parses "tcp://HOST:PORT", "unix:///path", or the gunicorn
+// spellings "HOST:PORT" and "unix:/path". Host names are refused: a listening
+// address that depends on DNS at boot is a classic outage.
+func ParseAddress(s string) (Address, error) {
+	switch {
+	case strings.HasPrefix(s, "unix://"):
+		return unixAddress(s, strings.TrimPrefix(s, "unix://"))
+	case strings.HasPrefix(s, "unix:"):
+		return unixAddress(s, strings.TrimPrefix(s, "unix:"))
+	case strings.HasPrefix(s, "tcp://"):
+		return tcpAddress(s, strings.TrimPrefix(s, "tcp://"))
+	case strings.Contains(s, "://"):
+		return Address{}, fmt.Errorf("address %q: unknown scheme (want tcp:// or unix://)", s)
+	}
+	return tcpAddress(s, s)
+}
+
+func unixAddress(orig, path string) (Address, error) {
+	if !strings.HasPrefix(path, "/") {
+		return Address{}, fmt.Errorf("address %q: unix socket path must be absolute", orig)
+	}
+	if len(path) > 107 {
+		return Address{}, fmt.Errorf("address %q: unix socket path longer than 107 bytes", orig)
+	}
+	return Address{Network: "unix", Addr: path}, nil
+}
+
+func tcpAddress(orig, hostport string) (Address, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return Address{}, fmt.Errorf("address %q: want HOST:PORT ([::1]:PORT for IPv6): %v", orig, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return Address{}, fmt.Errorf("address %q: port %q is not a number from 0 to 65535", orig, port)
+	}
+	if host != "" {
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return Address{}, fmt.Errorf("address %q: %q is not an IP address (host names are not resolved)", orig, host)
+		}
+		host = ip.String()
+	}
+	return Address{Network: "tcp", Addr: net.JoinHostPort(host, strconv.FormatUint(p, 10))}, nil
+}
+
+// FileMode is a unix socket's permission bits, written in octal ("0660").
+type FileMode os.FileMode
+
+// UnmarshalText parses an octal mode of at most 0777.
+func (m *FileMode) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("%q is not a mode (want octal such as \"0660\")", b)
+	}
+	*m = FileMode(v)
+	return nil
+}
