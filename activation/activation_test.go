@@ -8,10 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestMain doubles as the child that inherits: it reports what Inherit made
@@ -277,5 +279,20 @@ func TestResolveClosesWhatItBoundOnError(t *testing.T) {
 	}
 	if _, _, err := Resolve(conf, nil); err == nil || !strings.Contains(err.Error(), "bind socket b") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSealInheritedFDs(t *testing.T) {
+	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := SealInheritedFDs(3); err != nil {
+		t.Fatal(err)
+	}
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("fd %d flags %d, %v: want close-on-exec", fd, flags, err)
 	}
 }

@@ -1,0 +1,46 @@
+package workers
+
+import (
+	"strconv"
+	"strings"
+)
+
+// reserved are variables addressed to baton by its own service manager or
+// set per worker by baton; a worker must never see baton's values.
+var reserved = []string{
+	"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+	"WATCHDOG_USEC", "WATCHDOG_PID", "BATON_WORKER", "BATON_GENERATION",
+	execFDEnv,
+}
+
+// baseEnv strips the reserved variables from env once, at start.
+func baseEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, r := range reserved {
+			if strings.HasPrefix(kv, r+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// workerEnv is what one worker gets: systemd's protocol variables pointing at
+// baton, and its slot and generation. LISTEN_PID and WATCHDOG_PID are added
+// by the shim, which knows the pid.
+func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD int) []string {
+	env := append(make([]string, 0, len(base)+8), base...)
+	env = append(env,
+		"NOTIFY_SOCKET="+notifySocket,
+		"BATON_WORKER="+strconv.Itoa(slot),
+		"BATON_GENERATION="+strconv.Itoa(gen),
+		execFDEnv+"="+strconv.Itoa(reportFD),
+	)
+	if nSockets > 0 {
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(nSockets), "LISTEN_FDNAMES="+names)
+	}
+	return env
+}

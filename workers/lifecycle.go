@@ -1,0 +1,206 @@
+package workers
+
+import (
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/batonhq/baton/internal/config"
+	"github.com/sirupsen/logrus"
+)
+
+const (
+	sigKILL = syscall.SIGKILL
+	sigTERM = syscall.SIGTERM
+	sigINT  = syscall.SIGINT
+)
+
+// Respawn backoff: the first failure waits backoffBase, each further
+// consecutive failure doubles it up to backoffMax. A worker that stayed
+// ready for stableAfter resets its slot's count, so a long-lived worker that
+// dies once is replaced almost at once.
+const (
+	backoffBase = 100 * time.Millisecond
+	backoffMax  = 30 * time.Second
+	stableAfter = 10 * time.Second
+	// degradedAfter consecutive failures mark a slot as crash-looping.
+	degradedAfter = 3
+)
+
+// slot is one position in the pool; its worker comes and goes.
+type slot struct {
+	n         int
+	w         *worker
+	failures  int       // consecutive failures
+	nextSpawn time.Time // when to respawn; zero while a worker runs
+	lastExit  string    // how the last worker ended, for STATUS=
+}
+
+func backoff(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := backoffBase
+	for i := 1; i < failures && d < backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, backoffMax)
+}
+
+func (s *Supervisor) start(sl *slot) {
+	sl.nextSpawn = time.Time{}
+	w, err := s.spawn(sl.n)
+	if err != nil {
+		// Fork itself failed (out of pids or memory): retry like a crash.
+		s.log.WithField("worker", sl.n).Error(err)
+		s.failed(sl, err.Error())
+		return
+	}
+	w.bootDeadline = w.spawned.Add(s.cfg.BootTimeout)
+	sl.w = w
+	s.byPID[w.pid] = w
+	s.workerLog(w).Debugf("spawned worker %d", w.slot)
+}
+
+func (s *Supervisor) onExec(ev execEvent) {
+	w := ev.w
+	if ev.errMsg != "" {
+		// The shim exits 127 right after; the exit event records the
+		// failure, this records why.
+		w.status = ev.errMsg
+		s.workerLog(w).Errorf("spawn worker %d: %s", w.slot, ev.errMsg)
+		return
+	}
+	w.execDone = true
+	if s.cfg.Readiness == config.ReadinessExec && w.state == Starting {
+		s.markReady(w)
+	}
+}
+
+func (s *Supervisor) markReady(w *worker) {
+	w.state = Ready
+	w.readyAt = s.now()
+	s.workerLog(w).Infof("worker %d ready after %s", w.slot, w.readyAt.Sub(w.spawned).Round(time.Millisecond))
+}
+
+func (s *Supervisor) onExit(ev exitEvent) {
+	w := ev.w
+	delete(s.byPID, w.pid)
+	// Whatever the worker forked dies with it, as under KillMode=mixed.
+	if err := w.signal(sigKILL, true); err != nil {
+		s.log.Error(err)
+	}
+	how, clean := describeExit(ev.state, ev.err)
+	age := s.now().Sub(w.spawned).Round(time.Millisecond)
+	sl := s.slots[w.slot-1]
+	if sl.w == w {
+		sl.w = nil
+	}
+	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
+	if s.stopping {
+		s.log.WithFields(fields).Infof("worker %d %s", w.slot, how)
+		return
+	}
+	if w.status != "" {
+		fields["status"] = w.status
+	}
+	switch {
+	case w.failed:
+		s.log.WithFields(fields).Warnf("worker %d %s after %s (%s)", w.slot, how, age, w.stopReason)
+		s.failed(sl, w.stopReason)
+	case w.state == Starting:
+		s.log.WithFields(fields).Errorf("worker %d %s after %s, before it was ready", w.slot, how, age)
+		s.failed(sl, how+" before ready")
+	case w.state == Ready && !clean:
+		s.log.WithFields(fields).Errorf("worker %d %s after %s", w.slot, how, age)
+		if s.now().Sub(w.readyAt) >= stableAfter {
+			sl.failures = 0
+		}
+		s.failed(sl, how)
+	default:
+		// A clean exit, or one the worker announced with STOPPING=1: replace
+		// it without counting a failure.
+		s.log.WithFields(fields).Infof("worker %d %s after %s; replacing it", w.slot, how, age)
+		sl.failures = 0
+		sl.lastExit = how
+		sl.nextSpawn = s.now()
+	}
+}
+
+// failed schedules a slot's respawn after a failure, with backoff.
+func (s *Supervisor) failed(sl *slot, why string) {
+	sl.failures++
+	sl.lastExit = why
+	d := backoff(sl.failures)
+	sl.nextSpawn = s.now().Add(d)
+	entry := s.log.WithFields(logrus.Fields{"worker": sl.n, "failures": sl.failures, "delay": d.String()})
+	if sl.failures >= degradedAfter {
+		entry.Warnf("worker %d is crash-looping (%d failures in a row, last: %s); respawning in %s", sl.n, sl.failures, why, d)
+	} else {
+		entry.Infof("respawning worker %d in %s", sl.n, d)
+	}
+}
+
+// stopWorker starts one worker's stop: SIGTERM (or SIGINT for a fast stop)
+// now, SIGKILL to its process group when the budget runs out.
+func (s *Supervisor) stopWorker(w *worker, reason string, mode StopMode) {
+	if w.state == Stopping && !w.killAt.IsZero() && mode == Graceful {
+		return
+	}
+	sig, budget := sigTERM, s.cfg.GracefulTimeout
+	if mode == Fast {
+		sig, budget = sigINT, FastStopTimeout
+	}
+	w.state = Stopping
+	w.stopReason = reason
+	if budget != config.Infinity {
+		w.killAt = s.now().Add(budget)
+	}
+	if err := w.signal(sig, false); err != nil {
+		s.log.Error(err)
+	}
+}
+
+func (s *Supervisor) stopBudget() string {
+	if s.stopMode == Fast {
+		return FastStopTimeout.String()
+	}
+	return config.FormatDuration(s.cfg.GracefulTimeout)
+}
+
+// beginStop stops the whole pool. A fast stop may follow a graceful one
+// (a second Ctrl-C) and shortens it.
+func (s *Supervisor) beginStop(mode StopMode) {
+	if s.stopping && (mode == Graceful || s.stopMode == Fast) {
+		return
+	}
+	s.stopping, s.stopMode = true, mode
+	kind := "graceful"
+	if mode == Fast {
+		kind = "fast"
+	}
+	s.log.WithField("workers", len(s.byPID)).Infof("%s stop: stopping %d workers", kind, len(s.byPID))
+	s.sendUp("STOPPING=1")
+	for _, sl := range s.slots {
+		sl.nextSpawn = time.Time{}
+	}
+	for _, w := range s.byPID {
+		s.stopWorker(w, kind+" stop", mode)
+	}
+}
+
+// degraded describes crash-looping slots for STATUS=, or "".
+func (s *Supervisor) degraded() string {
+	var looping []string
+	last := ""
+	for _, sl := range s.slots {
+		if sl.failures >= degradedAfter && (sl.w == nil || sl.w.state != Ready) {
+			looping = append(looping, itoa(sl.n))
+			last = sl.lastExit
+		}
+	}
+	if len(looping) == 0 {
+		return ""
+	}
+	return "degraded: worker " + strings.Join(looping, ",") + " crash-looping (" + last + ")"
+}

@@ -1,0 +1,110 @@
+package workers
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// WorkerInfo describes one worker in a Snapshot.
+type WorkerInfo struct {
+	Slot, PID, Generation int
+	State                 State
+	Spawned, ReadyAt      time.Time
+	Status                string
+}
+
+// Snapshot is the pool as the Run goroutine sees it.
+type Snapshot struct {
+	Generation int
+	Workers    []WorkerInfo // sorted by slot
+	Ready      int
+	Wanted     int
+	Status     string         // the STATUS= line
+	Dropped    map[string]int // discarded notifications by kind
+	Failures   map[int]int    // consecutive failures by slot
+}
+
+type snapshotRequest struct{ reply chan Snapshot }
+
+// Snapshot asks the Run goroutine for the pool's state. ok is false once Run
+// has returned.
+func (s *Supervisor) Snapshot() (snap Snapshot, ok bool) {
+	req := snapshotRequest{reply: make(chan Snapshot, 1)}
+	select {
+	case s.requests <- req:
+		return <-req.reply, true
+	case <-s.done:
+		return Snapshot{}, false
+	}
+}
+
+func (s *Supervisor) answer(req any) {
+	if r, ok := req.(snapshotRequest); ok {
+		r.reply <- s.snapshot()
+	}
+}
+
+func (s *Supervisor) snapshot() Snapshot {
+	snap := Snapshot{Generation: s.gen, Wanted: s.cfg.Workers, Ready: s.ready(), Status: s.statusLine(), Dropped: map[string]int{}, Failures: map[int]int{}}
+	for k, v := range s.dropped {
+		snap.Dropped[k] = v
+	}
+	for _, w := range s.byPID {
+		snap.Workers = append(snap.Workers, WorkerInfo{Slot: w.slot, PID: w.pid, Generation: w.gen, State: w.state, Spawned: w.spawned, ReadyAt: w.readyAt, Status: w.status})
+	}
+	sort.Slice(snap.Workers, func(i, j int) bool { return snap.Workers[i].Slot < snap.Workers[j].Slot })
+	for _, sl := range s.slots {
+		snap.Failures[sl.n] = sl.failures
+	}
+	return snap
+}
+
+func (s *Supervisor) ready() int {
+	n := 0
+	for _, w := range s.byPID {
+		if w.state == Ready {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Supervisor) statusLine() string {
+	if s.stopping {
+		return fmt.Sprintf("stopping: %d workers left, generation %d", len(s.byPID), s.gen)
+	}
+	line := fmt.Sprintf("%d/%d workers ready, generation %d", s.ready(), s.cfg.Workers, s.gen)
+	if d := s.degraded(); d != "" {
+		line += ", " + d
+	}
+	return line
+}
+
+// publish tells systemd what changed: READY=1 once min-ready workers are
+// ready, and STATUS= whenever the line changes.
+func (s *Supervisor) publish() {
+	line := s.statusLine()
+	msg := ""
+	if !s.sentReady && !s.stopping && s.ready() >= s.cfg.MinReady {
+		s.sentReady = true
+		msg = "READY=1\n"
+		s.log.Infof("pool ready: %s", line)
+	}
+	if line != s.lastStatus {
+		s.lastStatus = line
+		msg += "STATUS=" + line
+	}
+	if msg != "" {
+		s.sendUp(msg)
+	}
+}
+
+func (s *Supervisor) sendUp(state string) {
+	if s.upward == nil {
+		return
+	}
+	if err := s.upward.Send(state); err != nil {
+		s.log.WithError(err).Warn("notify systemd")
+	}
+}

@@ -1,0 +1,295 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/sdnotify"
+	"github.com/sirupsen/logrus"
+)
+
+// Notifier sends sd_notify state to baton's own service manager. The
+// supervisor owns this small interface; cmd/baton passes an sdnotify.Sender
+// (or nothing, outside systemd).
+type Notifier interface {
+	Send(state string, fds ...int) error
+}
+
+// Options configure a Supervisor. Zero values are documented per field.
+type Options struct {
+	// Config is the validated configuration. Required.
+	Config *config.Config
+	// Sockets are passed to every worker as fds 3... The supervisor does not
+	// close them; their owner does, after Run returns.
+	Sockets activation.Set
+	// RuntimeDir is where the notify socket is created. Required; under
+	// systemd, $RUNTIME_DIRECTORY.
+	RuntimeDir string
+	// Shim is the binary re-executed as the exec shim. Zero: os.Executable().
+	Shim string
+	// Env is the environment workers start from. Zero: os.Environ().
+	Env []string
+	// Upward receives baton's own READY=1, STATUS= and STOPPING=1. Zero:
+	// nothing is sent.
+	Upward Notifier
+	// Log receives the supervisor's log lines. Zero: logrus's standard
+	// logger.
+	Log logrus.FieldLogger
+	// Stdout and Stderr are the workers' output. Zero: baton's own.
+	Stdout, Stderr io.Writer
+}
+
+// StopMode says how to stop the pool.
+type StopMode int
+
+const (
+	// Graceful sends workers SIGTERM and waits graceful-timeout before
+	// SIGKILL (systemctl stop, SIGTERM).
+	Graceful StopMode = iota
+	// Fast sends workers SIGINT and SIGKILLs what is left after
+	// FastStopTimeout (Ctrl-C, SIGINT, SIGQUIT).
+	Fast
+)
+
+// FastStopTimeout bounds a fast stop.
+const FastStopTimeout = time.Second
+
+// Supervisor runs the pool. Create it with New, drive it with Run, and talk
+// to it from other goroutines only through its methods, which send events.
+type Supervisor struct {
+	cfg     *config.Config
+	sockets activation.Set
+	shim    string
+	env     []string
+	upward  Notifier
+	log     logrus.FieldLogger
+	stdout  io.Writer
+	stderr  io.Writer
+	notify  *sdnotify.Listener
+	now     func() time.Time
+
+	events   chan any
+	requests chan any
+	done     chan struct{}
+
+	// State below is owned by the Run goroutine.
+	gen        int
+	slots      []*slot
+	byPID      map[int]*worker
+	stopping   bool
+	stopMode   StopMode
+	sentReady  bool
+	lastStatus string
+	dropped    map[string]int
+	droppedN   int
+}
+
+// New validates options and creates the notify socket. Close releases it if
+// Run is never called; Run closes it itself when it returns.
+func New(o Options) (*Supervisor, error) {
+	if o.Config == nil {
+		return nil, errors.New("supervisor: no config")
+	}
+	if o.RuntimeDir == "" {
+		return nil, errors.New("supervisor: no runtime directory")
+	}
+	if o.Shim == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: find own binary for the exec shim: %w", err)
+		}
+		o.Shim = exe
+	}
+	if o.Env == nil {
+		o.Env = os.Environ()
+	}
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	l, err := sdnotify.Listen(filepath.Join(o.RuntimeDir, fmt.Sprintf("notify-%d.sock", os.Getpid())))
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	s := &Supervisor{
+		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
+		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr,
+		notify: l, now: time.Now,
+		events:   make(chan any, 64),
+		requests: make(chan any),
+		done:     make(chan struct{}),
+		byPID:    map[int]*worker{},
+		dropped:  map[string]int{},
+		gen:      1,
+	}
+	for i := 1; i <= s.cfg.Workers; i++ {
+		s.slots = append(s.slots, &slot{n: i})
+	}
+	return s, nil
+}
+
+// Close releases the notify socket of a Supervisor whose Run was never
+// called.
+func (s *Supervisor) Close() error { return s.notify.Close() }
+
+// NotifySocket is the path workers send to.
+func (s *Supervisor) NotifySocket() string { return s.notify.Path() }
+
+type stopRequest struct{ mode StopMode }
+
+// Stop asks Run to stop the pool; Run returns once every worker is gone. It
+// does not block beyond handing over the request.
+func (s *Supervisor) Stop(mode StopMode) {
+	select {
+	case s.events <- stopRequest{mode}:
+	case <-s.done:
+	}
+}
+
+// Run spawns the pool and supervises it until Stop (or ctx's end, which is
+// a fast stop) has stopped every worker. It returns nil after a clean stop.
+func (s *Supervisor) Run(ctx context.Context) error {
+	defer close(s.done)
+	readerDone := make(chan struct{})
+	go s.readNotifications(readerDone)
+	defer func() {
+		// Closing the socket ends the reader; drain its last events so it
+		// never blocks on a send.
+		if err := s.notify.Close(); err != nil {
+			s.log.WithError(err).Warn("close notify socket")
+		}
+		for {
+			select {
+			case <-readerDone:
+				return
+			case ev := <-s.events:
+				if n, ok := ev.(notifyEvent); ok {
+					s.closeDatagram(n.dg)
+				}
+			}
+		}
+	}()
+
+	s.log.WithFields(logrus.Fields{"workers": s.cfg.Workers, "sockets": s.sockets.Names(), "command": s.cfg.Command}).Info("starting pool")
+	for _, sl := range s.slots {
+		s.start(sl)
+	}
+	s.publish()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	ctxDone := ctx.Done()
+	for {
+		if s.stopping && len(s.byPID) == 0 {
+			s.log.Info("all workers stopped")
+			return nil
+		}
+		s.resetTimer(timer)
+		select {
+		case ev := <-s.events:
+			s.handle(ev)
+		case req := <-s.requests:
+			s.answer(req)
+		case <-timer.C:
+			s.tick()
+		case <-ctxDone:
+			ctxDone = nil
+			s.beginStop(Fast)
+		}
+		s.publish()
+	}
+}
+
+func (s *Supervisor) handle(ev any) {
+	switch ev := ev.(type) {
+	case execEvent:
+		s.onExec(ev)
+	case exitEvent:
+		s.onExit(ev)
+	case notifyEvent:
+		s.onNotify(ev)
+	case dropEvent:
+		s.countDrop(ev.pid, ev.reason)
+	case stopRequest:
+		s.beginStop(ev.mode)
+	}
+}
+
+// resetTimer arms the timer for the earliest deadline of any clock.
+func (s *Supervisor) resetTimer(t *time.Timer) {
+	next := s.nextDeadline()
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	d := time.Hour
+	if !next.IsZero() {
+		d = max(next.Sub(s.now()), 0)
+	}
+	t.Reset(d)
+}
+
+func (s *Supervisor) nextDeadline() time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, sl := range s.slots {
+		if sl.w == nil && !s.stopping {
+			earlier(sl.nextSpawn)
+		}
+	}
+	for _, w := range s.byPID {
+		if w.state == Starting && s.cfg.BootTimeout != config.Infinity {
+			earlier(w.bootDeadline)
+		}
+		earlier(w.killAt)
+	}
+	return next
+}
+
+// tick acts on every clock that has expired.
+func (s *Supervisor) tick() {
+	now := s.now()
+	for _, w := range s.byPID {
+		switch {
+		case w.state == Starting && s.cfg.BootTimeout != config.Infinity && !now.Before(w.bootDeadline):
+			s.workerLog(w).WithField("clock", "boot").Warnf("worker %d not ready after boot-timeout %s; stopping it", w.slot, config.FormatDuration(s.cfg.BootTimeout))
+			w.failed = true
+			s.stopWorker(w, "boot timeout", Graceful)
+		case !w.killAt.IsZero() && !now.Before(w.killAt):
+			s.workerLog(w).Warnf("worker %d still running %s after %s; sending SIGKILL", w.slot, s.stopBudget(), w.stopReason)
+			w.killAt = time.Time{}
+			if err := w.signal(sigKILL, true); err != nil {
+				s.log.Error(err)
+			}
+		}
+	}
+	if !s.stopping {
+		for _, sl := range s.slots {
+			if sl.w == nil && !sl.nextSpawn.IsZero() && !now.Before(sl.nextSpawn) {
+				s.start(sl)
+			}
+		}
+	}
+}
+
+func (s *Supervisor) workerLog(w *worker) logrus.FieldLogger {
+	return s.log.WithFields(logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen})
+}

@@ -1,0 +1,153 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// State is where a worker is in its life.
+type State string
+
+const (
+	// Starting: spawned, not yet ready (boot clock running).
+	Starting State = "starting"
+	// Ready: READY=1 received (or, with exec readiness, command executed).
+	Ready State = "ready"
+	// Stopping: told to stop (or said STOPPING=1); being drained.
+	Stopping State = "stopping"
+)
+
+// worker is one process. Only the Run goroutine touches it.
+type worker struct {
+	slot, gen int
+	pid       int
+	cmd       *exec.Cmd
+	state     State
+	spawned   time.Time
+	readyAt   time.Time
+	status    string // last STATUS=
+	errno     int    // last ERRNO=, 0 when none
+	mainPID   int    // MAINPID= if the worker named another process
+	execDone  bool   // the shim's exec succeeded
+
+	// bootDeadline is when a Starting worker fails its boot.
+	bootDeadline time.Time
+	// killAt is when a Stopping worker gets SIGKILL; zero when not set.
+	killAt time.Time
+	// stopReason says why baton is stopping it ("" if it stopped itself).
+	stopReason string
+	// failed marks a stop that counts as a failure (boot timeout).
+	failed bool
+}
+
+// exitEvent is sent by a worker's waiter goroutine once the process is gone.
+type exitEvent struct {
+	w     *worker
+	state *os.ProcessState
+	err   error
+}
+
+// execEvent is sent when the shim's report pipe closes: errMsg is empty when
+// the real command was executed.
+type execEvent struct {
+	w      *worker
+	errMsg string
+}
+
+// describeExit renders a wait status as systemd's logs do.
+func describeExit(ps *os.ProcessState, err error) (string, bool) {
+	if ps == nil {
+		return fmt.Sprintf("wait failed: %v", err), false
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled():
+		s := fmt.Sprintf("killed by signal %s", signalName(ws.Signal()))
+		if ws.CoreDump() {
+			s += " (core dumped)"
+		}
+		return s, false
+	case ps.ExitCode() == 0:
+		return "exited with status 0", true
+	default:
+		return fmt.Sprintf("exited with status %d", ps.ExitCode()), false
+	}
+}
+
+func signalName(s syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGABRT: "SIGABRT", syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM",
+		syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT", syscall.SIGSEGV: "SIGSEGV",
+		syscall.SIGHUP: "SIGHUP", syscall.SIGBUS: "SIGBUS", syscall.SIGPIPE: "SIGPIPE",
+		syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGILL: "SIGILL",
+		syscall.SIGFPE: "SIGFPE", syscall.SIGSTOP: "SIGSTOP",
+	}
+	if n, ok := names[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("%d", int(s))
+}
+
+// spawn starts one worker through the shim. The returned worker is Starting;
+// its waiter goroutine reports on execs and exits.
+func (s *Supervisor) spawn(slot int) (*worker, error) {
+	r, wpipe, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("spawn worker %d: report pipe: %w", slot, err)
+	}
+	files := append(s.sockets.Files(), wpipe)
+	reportFD := 3 + len(files) - 1
+	cmd := exec.Command(s.shim, append([]string{ShimArg, "--"}, s.cfg.Command...)...)
+	cmd.Args[0] = s.cfg.Command[0]
+	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, s.gen, reportFD)
+	cmd.ExtraFiles = files
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	// Its own process group, so that SIGKILL reaches whatever the worker
+	// forked (as systemd's KillMode=mixed does with the cgroup) and a
+	// terminal's Ctrl-C reaches baton only, which then stops the pool.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	// Our copy of the write end must go, whatever happened, or EOF never
+	// comes.
+	cerr := wpipe.Close()
+	if err != nil {
+		return nil, fmt.Errorf("spawn worker %d: %w", slot, errors.Join(err, r.Close()))
+	}
+	if cerr != nil {
+		s.log.WithError(cerr).Warn("close report pipe")
+	}
+	w := &worker{slot: slot, gen: s.gen, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
+	go s.wait(w, r)
+	return w, nil
+}
+
+// wait runs in its own goroutine per worker: it reads the shim's report until
+// EOF (exec done or process dead), then reaps the process.
+func (s *Supervisor) wait(w *worker, report *os.File) {
+	msg, _ := io.ReadAll(io.LimitReader(report, 4096))
+	if err := report.Close(); err != nil {
+		s.log.WithError(err).Warn("close report pipe")
+	}
+	s.events <- execEvent{w: w, errMsg: string(msg)}
+	err := w.cmd.Wait()
+	s.events <- exitEvent{w: w, state: w.cmd.ProcessState, err: err}
+}
+
+// signal sends sig to the worker's process, or with group to its whole
+// process group.
+func (w *worker) signal(sig syscall.Signal, group bool) error {
+	pid := w.pid
+	if group {
+		pid = -pid
+	}
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal worker %d (pid %d) with %s: %w", w.slot, w.pid, signalName(sig), err)
+	}
+	return nil
+}
