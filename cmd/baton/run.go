@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/sdnotify"
+	"github.com/batonhq/baton/workers"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+)
+
+func runCommand(args []string) error {
+	fs := pflag.NewFlagSet("baton run", pflag.ContinueOnError)
+	fs.SetInterspersed(false) // everything after the program is its own
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: baton run [FLAGS] [--] PROGRAM [ARGS]\n\n%s", fs.FlagUsages())
+	}
+	flags := config.BindFlags(fs)
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	cfg, err := flags.Resolve(fs.Args())
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+
+	inherited, err := activation.Inherit(activation.OSEnviron())
+	if err != nil {
+		return err
+	}
+	// Nothing baton inherited by accident may reach a worker.
+	if err := activation.SealInheritedFDs(activation.ListenFDsStart + len(inherited)); err != nil {
+		return errors.Join(err, inherited.Close())
+	}
+	sockets, notes, err := activation.Resolve(cfg.Sockets, inherited)
+	if err != nil {
+		return errors.Join(err, inherited.Close())
+	}
+	defer func() {
+		if err := sockets.Close(); err != nil {
+			log.WithError(err).Warn("close sockets")
+		}
+	}()
+	for _, n := range notes {
+		log.Warn(n)
+	}
+	for _, s := range sockets {
+		log.WithFields(logrus.Fields{"socket": s.Name, "address": s.Addr, "origin": s.Origin}).Infof("socket %s on %s (%s)", s.Name, s.Addr, s.Origin)
+	}
+	if len(sockets) == 0 {
+		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
+	}
+
+	runtimeDir, cleanup, err := runtimeDirectory()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	var upward workers.Notifier
+	switch s, err := sdnotify.SenderFromEnv(); {
+	case err == nil:
+		upward = s
+	case !errors.Is(err, sdnotify.ErrNoSocket):
+		return err
+	}
+
+	sup, err := workers.New(workers.Options{
+		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		for sig := range sigs {
+			switch sig {
+			case syscall.SIGTERM:
+				sup.Stop(workers.Graceful)
+			case syscall.SIGINT, syscall.SIGQUIT:
+				sup.Stop(workers.Fast)
+			case syscall.SIGHUP:
+				log.Warn("SIGHUP: reload is not supported yet; ignoring")
+			}
+		}
+	}()
+	return sup.Run(context.Background())
+}
+
+// runtimeDirectory is where the notify socket lives: systemd's
+// RuntimeDirectory= when set, else a private temporary directory.
+func runtimeDirectory() (string, func(), error) {
+	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
+		// systemd may list several, separated by ':'; the first is ours.
+		for i := range d {
+			if d[i] == ':' {
+				d = d[:i]
+				break
+			}
+		}
+		return d, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", "baton-")
+	if err != nil {
+		return "", nil, fmt.Errorf("create runtime directory: %w", err)
+	}
+	return d, func() { _ = os.RemoveAll(d) }, nil
+}
+
+func newLogger(format, level string) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	switch format {
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warning or error", level)
+	}
+	log.SetLevel(lvl)
+	return log, nil
+}
