@@ -135,7 +135,7 @@ func (s *Supervisor) failed(sl *slot, why string) {
 	sl.nextSpawn = s.now().Add(d)
 	entry := s.log.WithFields(logrus.Fields{"worker": sl.n, "failures": sl.failures, "delay": d.String()})
 	if sl.failures >= degradedAfter {
-		entry.Warnf("worker %d is crash-looping (%d failures in a row, last: %s); respawning in %s", sl.n, sl.failures, why, d)
+		entry.Warnf("respawning worker %d in %s: crash-looping, %d failures in a row (last: %s)", sl.n, d, sl.failures, why)
 	} else {
 		entry.Infof("respawning worker %d in %s", sl.n, d)
 	}

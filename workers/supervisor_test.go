@@ -272,7 +272,7 @@ func TestCrashLoopBacksOffAndKeepsRunning(t *testing.T) {
 	if len(delays) < len(want) || strings.Join(delays[:len(want)], " ") != strings.Join(want, " ") {
 		t.Errorf("respawn delays %v, want them to start %v", delays, want)
 	}
-	if !p.logged("worker 1 exited with status 1") || !p.logged("is crash-looping") {
+	if !p.logged("worker 1 exited with status 1") || !p.logged("crash-looping, 5 failures in a row") {
 		t.Errorf("log:\n%s", p.logLines())
 	}
 	if p.up.has("READY=1") {

@@ -5,7 +5,8 @@
 // Endpoints:
 //
 //	/            who answered: worker slot, generation and pid
-//	/sleep?ms=N  answer after N milliseconds (a slow request)
+//	/sleep?ms=N  answer after N milliseconds (a slow request); with
+//	             &flush=1 the headers are sent at once
 //	/crash       answer, then crash with a panic
 //	/hang        stop answering anything, forever (a hung process)
 //
@@ -54,6 +55,11 @@ func handler() http.Handler {
 		if err != nil || ms < 0 {
 			http.Error(w, "want ?ms=N", http.StatusBadRequest)
 			return
+		}
+		if r.URL.Query().Get("flush") == "1" {
+			// Headers first, so a client knows a worker holds the request.
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
 		}
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
