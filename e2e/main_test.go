@@ -104,7 +104,10 @@ func newService(t *testing.T, name, serviceBody, socketBody string) *service {
 		// No process of the service survives its stop.
 		cg, _ := mgr.Show(c, name+".service", "ControlGroup")
 		if cg != "" {
-			if !testutil.Eventually(t, 10*time.Second, func() bool { n, _ := mgr.Show(c, name+".service", "NTasks"); return n == "0" || n == "[not set]" || n == "" }) {
+			if !testutil.Eventually(t, 10*time.Second, func() bool {
+				n, _ := mgr.Show(c, name+".service", "NTasks")
+				return n == "0" || n == "[not set]" || n == ""
+			}) {
 				n, _ := mgr.Show(c, name+".service", "NTasks")
 				t.Errorf("%s still has %s tasks after stop", name, n)
 			}
