@@ -3,6 +3,9 @@ package workers
 import (
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/batonhq/baton/internal/config"
 )
 
 // reserved are variables addressed to baton by its own service manager or
@@ -31,7 +34,7 @@ next:
 // workerEnv is what one worker gets: systemd's protocol variables pointing at
 // baton, and its slot and generation. LISTEN_PID and WATCHDOG_PID are added
 // by the shim, which knows the pid.
-func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD int) []string {
+func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD int, watchdog time.Duration) []string {
 	env := append(make([]string, 0, len(base)+8), base...)
 	env = append(env,
 		"NOTIFY_SOCKET="+notifySocket,
@@ -39,6 +42,9 @@ func workerEnv(base []string, notifySocket string, nSockets int, names string, s
 		"BATON_GENERATION="+strconv.Itoa(gen),
 		execFDEnv+"="+strconv.Itoa(reportFD),
 	)
+	if watchdog != config.Infinity {
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(watchdog.Microseconds(), 10))
+	}
 	if nSockets > 0 {
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(nSockets), "LISTEN_FDNAMES="+names)
 	}

@@ -56,7 +56,8 @@ func (s *Supervisor) start(sl *slot) {
 		s.failed(sl, err.Error())
 		return
 	}
-	w.bootDeadline = w.spawned.Add(s.cfg.BootTimeout)
+	w.bootDeadline = addClock(w.spawned, s.cfg.BootTimeout)
+	w.watchdog = s.cfg.WatchdogTimeout
 	sl.w = w
 	s.byPID[w.pid] = w
 	s.workerLog(w).Debugf("spawned worker %d", w.slot)
@@ -80,6 +81,9 @@ func (s *Supervisor) onExec(ev execEvent) {
 func (s *Supervisor) markReady(w *worker) {
 	w.state = Ready
 	w.readyAt = s.now()
+	// The watchdog clock starts at readiness; the boot clock covered
+	// everything before.
+	w.lastHeartbeat = w.readyAt
 	s.workerLog(w).Infof("worker %d ready after %s", w.slot, w.readyAt.Sub(w.spawned).Round(time.Millisecond))
 }
 
@@ -147,15 +151,16 @@ func (s *Supervisor) stopWorker(w *worker, reason string, mode StopMode) {
 	if w.state == Stopping && !w.killAt.IsZero() && mode == Graceful {
 		return
 	}
+	if w.escalated != "" {
+		return // already on the ladder, with its own SIGKILL deadline
+	}
 	sig, budget := sigTERM, s.cfg.GracefulTimeout
 	if mode == Fast {
 		sig, budget = sigINT, FastStopTimeout
 	}
 	w.state = Stopping
 	w.stopReason = reason
-	if budget != config.Infinity {
-		w.killAt = s.now().Add(budget)
-	}
+	w.killAt = addClock(s.now(), budget)
 	if err := w.signal(sig, false); err != nil {
 		s.log.Error(err)
 	}
@@ -180,13 +185,14 @@ func (s *Supervisor) beginStop(mode StopMode) {
 		kind = "fast"
 	}
 	s.log.WithField("workers", len(s.byPID)).Infof("%s stop: stopping %d workers", kind, len(s.byPID))
-	s.sendUp("STOPPING=1")
 	for _, sl := range s.slots {
 		sl.nextSpawn = time.Time{}
 	}
 	for _, w := range s.byPID {
 		s.stopWorker(w, kind+" stop", mode)
 	}
+	// After the workers' kill deadlines are set: they size the budget.
+	s.sendUp("STOPPING=1\n" + s.extendStop())
 }
 
 // degraded describes crash-looping slots for STATUS=, or "".

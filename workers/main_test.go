@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -106,6 +107,38 @@ func testWorker(mode string) int {
 			return 3
 		}
 		return waitTerm()
+	case "heartbeat":
+		// READY=1, then BATON_TEST_HEARTBEATS heartbeats 50ms apart (forever
+		// when unset), then silence while still running.
+		n, err := strconv.Atoi(os.Getenv("BATON_TEST_HEARTBEATS"))
+		if err != nil {
+			n = -1
+		}
+		notifyUp("READY=1")
+		if os.Getenv("BATON_TEST_REQUEST") != "" {
+			notifyUp("X_BATON_REQUEST_BEGIN=" + os.Getenv("BATON_TEST_REQUEST"))
+		}
+		go func() {
+			for i := 0; n < 0 || i < n; i++ {
+				time.Sleep(50 * time.Millisecond)
+				notifyUp("WATCHDOG=1")
+			}
+		}()
+		return waitTerm()
+	case "trigger":
+		notifyUp("READY=1")
+		time.Sleep(50 * time.Millisecond)
+		notifyUp("WATCHDOG=trigger")
+		return waitTerm()
+	case "extend-boot":
+		notifyUp("EXTEND_TIMEOUT_USEC=3000000")
+		time.Sleep(600 * time.Millisecond)
+		notifyUp("READY=1")
+		return waitTerm()
+	case "ready-then-exit":
+		notifyUp("READY=1")
+		time.Sleep(150 * time.Millisecond)
+		return 1
 	case "send-ready":
 		notifyUp("READY=1\nSTATUS=from a child")
 		return 0

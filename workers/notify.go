@@ -127,9 +127,12 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 		w.mainPID = *m.MainPID
 		log.Infof("worker %d names pid %d as its main process", w.slot, w.mainPID)
 	}
+	now := s.now()
 	if m.Ready && w.state == Starting {
 		s.markReady(w)
 	}
+	s.onRequests(w, m, now)
+	s.onClocks(w, m, now)
 	if m.Stopping && w.state != Stopping {
 		// The worker is leaving on its own (e.g. it recycles itself): stop
 		// counting it as ready and replace it when it exits.

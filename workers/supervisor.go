@@ -44,6 +44,10 @@ type Options struct {
 	Log logrus.FieldLogger
 	// Stdout and Stderr are the workers' output. Zero: baton's own.
 	Stdout, Stderr io.Writer
+	// Watchdog is baton's own WATCHDOG_USEC from systemd: the supervisor
+	// sends WATCHDOG=1 at half this interval while the pool is healthy.
+	// Zero: systemd watches nothing, nothing is sent.
+	Watchdog time.Duration
 }
 
 // StopMode says how to stop the pool.
@@ -74,6 +78,11 @@ type Supervisor struct {
 	stderr  io.Writer
 	notify  *sdnotify.Listener
 	now     func() time.Time
+
+	watchdog     time.Duration // baton's own, from systemd
+	nextPing     time.Time
+	withheld     bool // the last ping was withheld: the pool is unhealthy
+	nextExtend   time.Time
 
 	events   chan any
 	requests chan any
@@ -126,7 +135,7 @@ func New(o Options) (*Supervisor, error) {
 	s := &Supervisor{
 		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
 		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr,
-		notify: l, now: time.Now,
+		notify: l, now: time.Now, watchdog: o.Watchdog,
 		events:   make(chan any, 64),
 		requests: make(chan any),
 		done:     make(chan struct{}),
@@ -186,6 +195,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for _, sl := range s.slots {
 		s.start(sl)
 	}
+	if s.watchdog > 0 {
+		s.ping(s.now())
+	}
 	s.publish()
 
 	timer := time.NewTimer(time.Hour)
@@ -224,69 +236,6 @@ func (s *Supervisor) handle(ev any) {
 		s.countDrop(ev.pid, ev.reason)
 	case stopRequest:
 		s.beginStop(ev.mode)
-	}
-}
-
-// resetTimer arms the timer for the earliest deadline of any clock.
-func (s *Supervisor) resetTimer(t *time.Timer) {
-	next := s.nextDeadline()
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
-	d := time.Hour
-	if !next.IsZero() {
-		d = max(next.Sub(s.now()), 0)
-	}
-	t.Reset(d)
-}
-
-func (s *Supervisor) nextDeadline() time.Time {
-	var next time.Time
-	earlier := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	for _, sl := range s.slots {
-		if sl.w == nil && !s.stopping {
-			earlier(sl.nextSpawn)
-		}
-	}
-	for _, w := range s.byPID {
-		if w.state == Starting && s.cfg.BootTimeout != config.Infinity {
-			earlier(w.bootDeadline)
-		}
-		earlier(w.killAt)
-	}
-	return next
-}
-
-// tick acts on every clock that has expired.
-func (s *Supervisor) tick() {
-	now := s.now()
-	for _, w := range s.byPID {
-		switch {
-		case w.state == Starting && s.cfg.BootTimeout != config.Infinity && !now.Before(w.bootDeadline):
-			s.workerLog(w).WithField("clock", "boot").Warnf("worker %d not ready after boot-timeout %s; stopping it", w.slot, config.FormatDuration(s.cfg.BootTimeout))
-			w.failed = true
-			s.stopWorker(w, "boot timeout", Graceful)
-		case !w.killAt.IsZero() && !now.Before(w.killAt):
-			s.workerLog(w).Warnf("worker %d still running %s after %s; sending SIGKILL", w.slot, s.stopBudget(), w.stopReason)
-			w.killAt = time.Time{}
-			if err := w.signal(sigKILL, true); err != nil {
-				s.log.Error(err)
-			}
-		}
-	}
-	if !s.stopping {
-		for _, sl := range s.slots {
-			if sl.w == nil && !sl.nextSpawn.IsZero() && !now.Before(sl.nextSpawn) {
-				s.start(sl)
-			}
-		}
 	}
 }
 

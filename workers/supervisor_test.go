@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +100,11 @@ func (p *pool) stop(mode StopMode) {
 // startPool runs a supervisor over the test binary as worker.
 func startPool(t *testing.T, cfg *config.Config, sockets activation.Set, env ...string) *pool {
 	t.Helper()
+	return startPoolWith(t, cfg, sockets, func(*Options) {}, env...)
+}
+
+func startPoolWith(t *testing.T, cfg *config.Config, sockets activation.Set, opt func(*Options), env ...string) *pool {
+	t.Helper()
 	testutil.CheckFDLeaks(t)
 	testutil.CheckChildLeaks(t)
 	if cfg.Command == nil {
@@ -110,10 +116,12 @@ func startPool(t *testing.T, cfg *config.Config, sockets activation.Set, env ...
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	up := &recorder{}
-	s, err := New(Options{
+	o := Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: t.TempDir(), Shim: os.Args[0],
 		Env: append(os.Environ(), env...), Upward: up, Log: log,
-	})
+	}
+	opt(&o)
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,9 +298,10 @@ func TestBackoffSchedule(t *testing.T) {
 }
 
 func TestBootTimeoutStopsWorker(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 300 * time.Millisecond}, nil, "BATON_TEST_MODE=never-ready")
+	// SIGTERM as the timeout signal keeps the test log free of stack dumps.
+	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 300 * time.Millisecond, TimeoutSignal: config.Signal(syscall.SIGTERM)}, nil, "BATON_TEST_MODE=never-ready")
 	p.waitFor("a boot failure", 20*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 1 })
-	if !p.logged("worker 1 not ready after boot-timeout 300ms; stopping it") {
+	if !p.logged("worker 1 boot-timeout 300ms expired (no READY=1") || !p.logged("sending SIGTERM, SIGKILL in 5s") {
 		t.Errorf("log:\n%s", p.logLines())
 	}
 	p.stop(Fast)
@@ -306,7 +315,7 @@ func TestGracefulStopWaitsThenKills(t *testing.T) {
 		t.Errorf("a worker that drains within graceful-timeout must exit on its own:\n%s", p.logLines())
 	}
 
-	q := startPool(t, &config.Config{Workers: 1, GracefulTimeout: 200 * time.Millisecond}, nil, "BATON_TEST_MODE=ignore-term")
+	q := startPool(t, &config.Config{Workers: 1, GracefulTimeout: 200 * time.Millisecond, TimeoutGrace: 100 * time.Millisecond}, nil, "BATON_TEST_MODE=ignore-term")
 	q.waitFor("1 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
 	q.stop(Graceful)
 	if !q.logged("still running 200ms after graceful stop; sending SIGKILL") || !q.logged("killed by signal SIGKILL") {

@@ -37,6 +37,15 @@ type worker struct {
 
 	// bootDeadline is when a Starting worker fails its boot.
 	bootDeadline time.Time
+	// watchdog is the worker's liveness interval (watchdog-timeout, or what
+	// it set with WATCHDOG_USEC=); lastHeartbeat its last WATCHDOG=1, or
+	// when it became ready.
+	watchdog      time.Duration
+	lastHeartbeat time.Time
+	// requests in flight by id, for workers that report them.
+	requests map[string]time.Time
+	// escalated names the clock that expired, once the ladder started.
+	escalated string
 	// killAt is when a Stopping worker gets SIGKILL; zero when not set.
 	killAt time.Time
 	// stopReason says why baton is stopping it ("" if it stopped itself).
@@ -104,7 +113,7 @@ func (s *Supervisor) spawn(slot int) (*worker, error) {
 	reportFD := 3 + len(files) - 1
 	cmd := exec.Command(s.shim, append([]string{ShimArg, "--"}, s.cfg.Command...)...)
 	cmd.Args[0] = s.cfg.Command[0]
-	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, s.gen, reportFD)
+	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, s.gen, reportFD, s.cfg.WatchdogTimeout)
 	cmd.ExtraFiles = files
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr

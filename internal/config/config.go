@@ -9,6 +9,7 @@ const (
 	DefaultWorkers         = 1
 	DefaultBootTimeout     = 60 * time.Second
 	DefaultGracefulTimeout = 30 * time.Second
+	DefaultTimeoutGrace    = 5 * time.Second
 	DefaultBacklog         = 4096
 	DefaultSocketMode      = 0o666 // as systemd's SocketMode=
 )
@@ -34,6 +35,19 @@ type Config struct {
 	// GracefulTimeout bounds SIGTERM to exit when stopping a worker; then it
 	// is SIGKILLed. Zero: DefaultGracefulTimeout.
 	GracefulTimeout time.Duration
+
+	// WatchdogTimeout is how long a worker may go without WATCHDOG=1 once
+	// ready; workers get it as WATCHDOG_USEC. Zero: Infinity (no watchdog).
+	WatchdogTimeout time.Duration
+	// RequestTimeout bounds one request, for workers that report requests
+	// (X_BATON_REQUEST_BEGIN/END). Zero: Infinity.
+	RequestTimeout time.Duration
+	// TimeoutSignal is sent first when a boot, watchdog or request clock
+	// expires, so the worker can dump its stacks. Zero: SIGABRT.
+	TimeoutSignal Signal
+	// TimeoutGrace is the time between TimeoutSignal and SIGKILL. Zero:
+	// DefaultTimeoutGrace.
+	TimeoutGrace time.Duration
 
 	// Sockets are the sockets baton binds when systemd did not pass them,
 	// in declaration order, which is the order workers see them in.

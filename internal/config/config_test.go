@@ -70,6 +70,9 @@ func TestDefaults(t *testing.T) {
 	if err := c.Finish(); err != nil {
 		t.Fatal(err)
 	}
+	if c.WatchdogTimeout != Infinity || c.RequestTimeout != Infinity || c.TimeoutSignal.String() != "SIGABRT" || c.TimeoutGrace != DefaultTimeoutGrace {
+		t.Errorf("clock defaults: %+v", c)
+	}
 	if c.Workers != DefaultWorkers || c.MinReady != c.Workers || c.Readiness != ReadinessNotify || c.BootTimeout != DefaultBootTimeout || c.GracefulTimeout != DefaultGracefulTimeout {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -98,6 +101,10 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"syntax", "workers = \n", ":1:11"},
 		{"duplicate key", "workers = 1\nworkers = 2\n", ":2:1: workers: key workers is already defined"},
 		{"empty command", "command = []\n", ":1:1: command: must name a program"},
+		{"bad signal", "command = [\"a\"]\ntimeout-signal = \"SIGFOO\"\n", ":2:1: timeout-signal: \"SIGFOO\" is not a signal"},
+		{"zero watchdog", "watchdog-timeout = \"0s\"\n", ":1:20: watchdog-timeout: \"0s\" must be positive (use \"infinity\" to turn the clock off)"},
+		{"negative request", "request-timeout = \"-2s\"\n", "request-timeout: \"-2s\" must be positive"},
+		{"zero grace", "timeout-grace = \"0ms\"\n", "timeout-grace: \"0ms\" must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -116,6 +123,9 @@ func TestFinishCrossFieldErrors(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{"command = [\"a\"]\nworkers = 2\nmin-ready = 3\n", ":3:1: min-ready: 3 is more than the 2 workers"},
 		{"workers = 2\n", "command: no worker command"},
+		{"command = [\"a\"]\ngraceful-timeout = \"2s\"\ntimeout-grace = \"5s\"\n", ":3:1: timeout-grace: 5s is longer than graceful-timeout 2s"},
+		{"command = [\"a\"]\ntimeout-grace = \"infinity\"\n", ":2:1: timeout-grace: infinity would let a hung worker live forever"},
+		{"command = [\"a\"]\ntimeout-signal = \"KILL\"\n", ":2:1: timeout-signal: SIGKILL leaves nothing to diagnose"},
 		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: address tcp://127.0.0.1:1 is already used at"},
 	} {
 		p := writeFile(t, tc.body)
@@ -141,9 +151,12 @@ func resolve(t *testing.T, args []string, cmd ...string) (*Config, error) {
 
 func TestFlagsOverrideFile(t *testing.T) {
 	p := writeFile(t, good)
-	c, err := resolve(t, []string{"-c", p, "-w", "6", "--boot-timeout", "infinity", "-b", "web=tcp://0.0.0.0:9000", "-b", "extra=unix:///tmp/x.sock"}, "/bin/other", "arg")
+	c, err := resolve(t, []string{"-c", p, "-w", "6", "--boot-timeout", "infinity", "--watchdog-timeout", "2s", "--timeout-signal", "quit", "-b", "web=tcp://0.0.0.0:9000", "-b", "extra=unix:///tmp/x.sock"}, "/bin/other", "arg")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.WatchdogTimeout != 2*time.Second || c.TimeoutSignal.String() != "SIGQUIT" {
+		t.Errorf("clock flags: %+v", c)
 	}
 	if c.Workers != 6 || c.BootTimeout != Infinity || c.GracefulTimeout != time.Minute || c.Command[0] != "/bin/other" {
 		t.Errorf("merged: %+v", c)
@@ -179,6 +192,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-b", "web=ftp://x"}, "--bind: \"web=ftp://x\": address \"ftp://x\": unknown scheme"},
 		{[]string{"-b", "bad name=127.0.0.1:1"}, "only printable ASCII"},
 		{[]string{"--min-ready", "0"}, "--min-ready"},
+		{[]string{"--watchdog-timeout", "0"}, "--watchdog-timeout: \"0\" must be positive"},
+		{[]string{"--timeout-signal", "NOPE"}, "--timeout-signal: \"NOPE\" is not a signal"},
+		{[]string{"--timeout-grace", "1m", "--graceful-timeout", "10s"}, "timeout-grace: 1m0s is longer than graceful-timeout 10s"},
 		{[]string{"-c", "/nonexistent/baton.toml"}, "/nonexistent/baton.toml: read config"},
 		{[]string{"--frobnicate"}, "unknown flag: --frobnicate"},
 	} {

@@ -22,6 +22,10 @@ type file struct {
 	MinReady        *int                  `toml:"min-ready"`
 	BootTimeout     *Duration             `toml:"boot-timeout"`
 	GracefulTimeout *Duration             `toml:"graceful-timeout"`
+	WatchdogTimeout *Duration             `toml:"watchdog-timeout"`
+	RequestTimeout  *Duration             `toml:"request-timeout"`
+	TimeoutSignal   *string               `toml:"timeout-signal"`
+	TimeoutGrace    *Duration             `toml:"timeout-grace"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -109,6 +113,21 @@ func parse(path string, data []byte) (*Config, error) {
 	}
 	if f.GracefulTimeout != nil {
 		c.GracefulTimeout = time.Duration(*f.GracefulTimeout)
+	}
+	for _, d := range []struct {
+		v   *Duration
+		dst *time.Duration
+	}{{f.WatchdogTimeout, &c.WatchdogTimeout}, {f.RequestTimeout, &c.RequestTimeout}, {f.TimeoutGrace, &c.TimeoutGrace}} {
+		if d.v != nil {
+			*d.dst = time.Duration(*d.v)
+		}
+	}
+	if f.TimeoutSignal != nil {
+		sig, err := ParseSignal(*f.TimeoutSignal)
+		if err != nil {
+			return nil, at("timeout-signal", err)
+		}
+		c.TimeoutSignal = sig
 	}
 	for name, s := range f.Sockets {
 		key := "sockets." + name

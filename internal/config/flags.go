@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,6 +21,10 @@ type Flags struct {
 	minReady        int
 	bootTimeout     string
 	gracefulTimeout string
+	watchdogTimeout string
+	requestTimeout  string
+	timeoutSignal   string
+	timeoutGrace    string
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -33,6 +38,10 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.IntVar(&f.minReady, "min-ready", 0, "ready workers needed before baton reports READY=1 (default: all)")
 	fs.StringVar(&f.bootTimeout, "boot-timeout", "", fmt.Sprintf("time from spawn to READY=1 before a worker is stopped (default %s)", DefaultBootTimeout))
 	fs.StringVar(&f.gracefulTimeout, "graceful-timeout", "", fmt.Sprintf("time from SIGTERM to SIGKILL when a worker stops (default %s)", DefaultGracefulTimeout))
+	fs.StringVar(&f.watchdogTimeout, "watchdog-timeout", "", "time a ready worker may go without WATCHDOG=1 before it is treated as hung (default infinity: off)")
+	fs.StringVar(&f.requestTimeout, "request-timeout", "", "time one reported request may take (workers that send X_BATON_REQUEST_BEGIN/END) (default infinity: off)")
+	fs.StringVar(&f.timeoutSignal, "timeout-signal", "", "signal sent first when a boot, watchdog or request clock expires (default SIGABRT)")
+	fs.StringVar(&f.timeoutGrace, "timeout-grace", "", fmt.Sprintf("time from timeout-signal to SIGKILL (default %s)", DefaultTimeoutGrace))
 	return f
 }
 
@@ -90,6 +99,9 @@ func (f *Flags) apply(c *Config) error {
 	}{
 		{"boot-timeout", f.bootTimeout, &c.BootTimeout},
 		{"graceful-timeout", f.gracefulTimeout, &c.GracefulTimeout},
+		{"watchdog-timeout", f.watchdogTimeout, &c.WatchdogTimeout},
+		{"request-timeout", f.requestTimeout, &c.RequestTimeout},
+		{"timeout-grace", f.timeoutGrace, &c.TimeoutGrace},
 	} {
 		if !changed(d.name) {
 			continue
@@ -99,6 +111,13 @@ func (f *Flags) apply(c *Config) error {
 			return &Error{Key: "--" + d.name, Err: err}
 		}
 		*d.dst = v
+	}
+	if changed("timeout-signal") {
+		sig, err := ParseSignal(f.timeoutSignal)
+		if err != nil {
+			return &Error{Key: "--timeout-signal", Err: err}
+		}
+		c.TimeoutSignal = sig
 	}
 	for i, b := range f.binds {
 		s, err := parseBind(b, i)
@@ -170,6 +189,30 @@ func (c *Config) Finish() error {
 	}
 	if c.GracefulTimeout == 0 {
 		c.GracefulTimeout = DefaultGracefulTimeout
+	}
+	if c.WatchdogTimeout == 0 {
+		c.WatchdogTimeout = Infinity
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = Infinity
+	}
+	if c.TimeoutSignal == 0 {
+		c.TimeoutSignal = Signal(syscall.SIGABRT)
+	}
+	if c.TimeoutSignal == Signal(syscall.SIGKILL) {
+		return where("timeout-signal", errors.New("SIGKILL leaves nothing to diagnose; pick a signal the worker can act on, such as SIGABRT"))
+	}
+	if c.TimeoutGrace == 0 {
+		c.TimeoutGrace = DefaultTimeoutGrace
+	}
+	if c.TimeoutGrace == Infinity {
+		return where("timeout-grace", errors.New("infinity would let a hung worker live forever after its clock expired"))
+	}
+	if c.GracefulTimeout != Infinity && c.TimeoutGrace > c.GracefulTimeout {
+		return where("timeout-grace", fmt.Errorf("%s is longer than graceful-timeout %s, the stop budget it has to fit in", FormatDuration(c.TimeoutGrace), FormatDuration(c.GracefulTimeout)))
+	}
+	if c.WatchdogTimeout != Infinity && c.WatchdogTimeout < time.Millisecond {
+		return where("watchdog-timeout", fmt.Errorf("%s is below the 1ms a worker could ever meet", c.WatchdogTimeout))
 	}
 	seen := map[string]string{}
 	addrs := map[Address]string{}

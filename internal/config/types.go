@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -153,4 +154,49 @@ func (m *FileMode) UnmarshalText(b []byte) error {
 	}
 	*m = FileMode(v)
 	return nil
+}
+
+// Signal is a signal a worker can be sent: "SIGABRT", "ABRT" or a number.
+type Signal syscall.Signal
+
+var signalsByName = map[string]syscall.Signal{
+	"SIGABRT": syscall.SIGABRT, "SIGQUIT": syscall.SIGQUIT, "SIGTERM": syscall.SIGTERM,
+	"SIGINT": syscall.SIGINT, "SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1,
+	"SIGUSR2": syscall.SIGUSR2, "SIGKILL": syscall.SIGKILL, "SIGSEGV": syscall.SIGSEGV,
+	"SIGBUS": syscall.SIGBUS, "SIGTRAP": syscall.SIGTRAP, "SIGSYS": syscall.SIGSYS,
+	"SIGXCPU": syscall.SIGXCPU, "SIGWINCH": syscall.SIGWINCH,
+}
+
+// ParseSignal parses a signal name with or without SIG, or a number.
+func ParseSignal(s string) (Signal, error) {
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig, ok := signalsByName[name]; ok {
+		return Signal(sig), nil
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return Signal(n), nil
+	}
+	return 0, fmt.Errorf("%q is not a signal (want a name such as \"SIGABRT\")", s)
+}
+
+// UnmarshalText parses a signal; see ParseSignal.
+func (sg *Signal) UnmarshalText(b []byte) error {
+	v, err := ParseSignal(string(b))
+	if err != nil {
+		return err
+	}
+	*sg = v
+	return nil
+}
+
+func (sg Signal) String() string {
+	for name, v := range signalsByName {
+		if v == syscall.Signal(sg) {
+			return name
+		}
+	}
+	return strconv.Itoa(int(sg))
 }
