@@ -79,10 +79,10 @@ type Supervisor struct {
 	notify  *sdnotify.Listener
 	now     func() time.Time
 
-	watchdog     time.Duration // baton's own, from systemd
-	nextPing     time.Time
-	withheld     bool // the last ping was withheld: the pool is unhealthy
-	nextExtend   time.Time
+	watchdog   time.Duration // baton's own, from systemd
+	nextPing   time.Time
+	withheld   bool // the last ping was withheld: the pool is unhealthy
+	nextExtend time.Time
 
 	events   chan any
 	requests chan any

@@ -7,11 +7,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
+	"github.com/batonhq/baton/internal/unitcheck"
 	"github.com/batonhq/baton/workers"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 )
@@ -77,12 +81,24 @@ func runCommand(args []string) error {
 	switch s, err := sdnotify.SenderFromEnv(); {
 	case err == nil:
 		upward = s
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		go checkUnit(ctx, cfg, log)
 	case !errors.Is(err, sdnotify.ErrNoSocket):
 		return err
 	}
+	// systemd's watchdog on baton itself (WatchdogSec=), checked against
+	// WATCHDOG_PID as sd_watchdog_enabled(3) does.
+	watchdog, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return fmt.Errorf("systemd watchdog: %w", err)
+	}
+	if watchdog > 0 {
+		log.Infof("systemd watchdog on baton: %s; sending WATCHDOG=1 while the pool is healthy", watchdog)
+	}
 
 	sup, err := workers.New(workers.Options{
-		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log,
+		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log, Watchdog: watchdog,
 	})
 	if err != nil {
 		return err
@@ -104,6 +120,31 @@ func runCommand(args []string) error {
 		}
 	}()
 	return sup.Run(context.Background())
+}
+
+// checkUnit reads baton's own unit from systemd over D-Bus and warns about
+// settings that contradict baton's. It only logs: a failed check must not
+// stop a service from starting.
+func checkUnit(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) {
+	conn, err := sdbus.Connect(ctx)
+	if err != nil {
+		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
+		return
+	}
+	defer conn.Close()
+	unit, err := conn.UnitOf(ctx, os.Getpid())
+	if err != nil {
+		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
+		return
+	}
+	svc, err := conn.Service(ctx, unit)
+	if err != nil {
+		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
+		return
+	}
+	for _, f := range unitcheck.StopBudget(cfg, svc) {
+		log.WithField("unit", unit).Warn(f.String())
+	}
 }
 
 // runtimeDirectory is where the notify socket lives: systemd's

@@ -10,8 +10,15 @@
 //	/crash       answer, then crash with a panic
 //	/hang        stop answering anything, forever (a hung process)
 //
-// HELLO_BOOT_DELAY (a Go duration) delays READY=1, for slow-boot demos.
-// Without LISTEN_FDS it listens on -addr.
+// HELLO_BOOT_DELAY (a Go duration) delays READY=1, for slow-boot demos;
+// with HELLO_BOOT_EXTEND=1 it first asks for that much more boot time with
+// EXTEND_TIMEOUT_USEC=. Without LISTEN_FDS it listens on -addr.
+//
+// Under a manager that sets WATCHDOG_USEC it sends WATCHDOG=1 at a third of
+// the interval; a hung process (/hang, SIGSTOP) stops doing so. Under baton
+// it reports each request with X_BATON_REQUEST_BEGIN/END, baton's
+// sd_notify extension, so that baton's request clock can tell a slow
+// request from a hung process.
 package main
 
 import (
@@ -26,6 +33,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,11 +87,47 @@ func handler() http.Handler {
 		w.(http.Flusher).Flush()
 		go world.Lock()
 	})
+	report := os.Getenv("BATON_WORKER") != ""
+	var seq atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		world.RLock()
 		defer world.RUnlock()
+		if report {
+			id := fmt.Sprintf("%d %s %s", seq.Add(1), r.Method, r.URL.RequestURI())
+			notify("X_BATON_REQUEST_BEGIN=" + id)
+			defer notify("X_BATON_REQUEST_END=" + id)
+		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// notify sends to the manager; a lost notification must not fail a
+// request, so errors are only logged.
+func notify(state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Printf("hello: notify: %v", err)
+	}
+}
+
+// heartbeat sends WATCHDOG=1 while the process works: it takes the same
+// lock as requests, so a hung process stops beating.
+func heartbeat(ctx context.Context) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			world.RLock()
+			notify(daemon.SdNotifyWatchdog)
+			world.RUnlock()
+		}
+	}
 }
 
 func run(addr string) error {
@@ -99,8 +143,14 @@ func run(addr string) error {
 		listeners = []net.Listener{l}
 	}
 	if d, err := time.ParseDuration(os.Getenv("HELLO_BOOT_DELAY")); err == nil {
+		if os.Getenv("HELLO_BOOT_EXTEND") == "1" {
+			notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (d + time.Second).Microseconds()))
+		}
 		time.Sleep(d)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go heartbeat(ctx)
 
 	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
 	errs := make(chan error, len(listeners))

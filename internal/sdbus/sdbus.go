@@ -1,0 +1,122 @@
+// Package sdbus reads a service's unit properties from the systemd manager
+// that runs it, over D-Bus: go-systemd's dbus package on godbus, connected
+// privately (no dbus-daemon needed) to the user manager's
+// $XDG_RUNTIME_DIR/systemd/private or the system manager's
+// /run/systemd/private, else through the system bus.
+//
+// See org.freedesktop.systemd1(5) for the properties.
+package sdbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+)
+
+// Infinity is how a property set to "infinity" comes back.
+const Infinity = time.Duration(math.MaxInt64)
+
+// Service is the subset of a service unit's properties baton checks itself
+// against.
+type Service struct {
+	Unit                   string
+	Type                   string
+	TimeoutStop            time.Duration // TimeoutStopUSec
+	Watchdog               time.Duration // WatchdogUSec; 0 when off
+	FileDescriptorStoreMax uint32
+	KillMode               string
+	NotifyAccess           string
+	ExecReload             bool // whether ExecReload= is set
+}
+
+// Conn is a connection to one service manager.
+type Conn struct{ c *sd.Conn }
+
+// Connect connects to the manager a service in this environment runs under:
+// the user manager when XDG_RUNTIME_DIR has its private socket (systemd
+// sets XDG_RUNTIME_DIR for user services only), else the system manager.
+func Connect(ctx context.Context) (*Conn, error) {
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		path := filepath.Join(rt, "systemd", "private")
+		if _, err := os.Stat(path); err == nil {
+			return private(ctx, path)
+		}
+	}
+	if c, err := private(ctx, "/run/systemd/private"); err == nil {
+		return c, nil
+	}
+	c, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd over D-Bus: %w", err)
+	}
+	return &Conn{c}, nil
+}
+
+func private(ctx context.Context, path string) (*Conn, error) {
+	c, err := sd.NewConnection(func() (*dbus.Conn, error) {
+		conn, err := dbus.Dial("unix:path="+path, dbus.WithContext(ctx))
+		if err != nil {
+			return nil, err
+		}
+		// A private connection to systemd: EXTERNAL auth, no Hello, as
+		// go-systemd's NewSystemdConnection does for /run/systemd/private.
+		if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			return nil, errors.Join(err, conn.Close())
+		}
+		return conn, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd at %s: %w", path, err)
+	}
+	return &Conn{c}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { c.c.Close() }
+
+// UnitOf returns the unit a process belongs to.
+func (c *Conn) UnitOf(ctx context.Context, pid int) (string, error) {
+	name, err := c.c.GetUnitNameByPID(ctx, uint32(pid))
+	if err != nil {
+		return "", fmt.Errorf("find unit of pid %d: %w", pid, err)
+	}
+	return name, nil
+}
+
+// Service reads a service unit's properties.
+func (c *Conn) Service(ctx context.Context, unit string) (*Service, error) {
+	props, err := c.c.GetUnitTypePropertiesContext(ctx, unit, "Service")
+	if err != nil {
+		return nil, fmt.Errorf("read properties of %s: %w", unit, err)
+	}
+	s := &Service{Unit: unit}
+	s.Type, _ = props["Type"].(string)
+	s.KillMode, _ = props["KillMode"].(string)
+	s.NotifyAccess, _ = props["NotifyAccess"].(string)
+	s.FileDescriptorStoreMax, _ = props["FileDescriptorStoreMax"].(uint32)
+	s.TimeoutStop = usec(props["TimeoutStopUSec"])
+	s.Watchdog = usec(props["WatchdogUSec"])
+	if v, ok := props["ExecReload"].([][]any); ok {
+		s.ExecReload = len(v) > 0
+	}
+	return s, nil
+}
+
+func usec(v any) time.Duration {
+	u, ok := v.(uint64)
+	if !ok {
+		return 0
+	}
+	if u == math.MaxUint64 || u > uint64(math.MaxInt64/1000) {
+		return Infinity
+	}
+	return time.Duration(u) * time.Microsecond
+}
