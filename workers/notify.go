@@ -2,11 +2,11 @@ package workers
 
 import (
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/sirupsen/logrus"
 )
@@ -48,36 +48,13 @@ func (s *Supervisor) readNotifications(done chan<- struct{}) {
 func ancestry(pid int) []int {
 	chain := []int{pid}
 	for len(chain) < maxAncestry && pid > 1 {
-		pid = parentOf(pid)
+		pid = procfs.Parent(pid)
 		if pid <= 0 {
 			break
 		}
 		chain = append(chain, pid)
 	}
 	return chain
-}
-
-// parentOf reads the ppid field of /proc/PID/stat, or -1.
-func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	// comm may hold spaces and parentheses; fields resume after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return -1
-	}
-	pp, err := strconv.Atoi(f[1])
-	if err != nil {
-		return -1
-	}
-	return pp
 }
 
 // attribute finds the worker a sender belongs to: the worker itself, a

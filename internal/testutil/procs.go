@@ -3,9 +3,10 @@ package testutil
 import (
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/procfs"
 )
 
 // Children lists the pids whose parent is pid.
@@ -28,36 +29,10 @@ func Children(pid int) []int {
 }
 
 // PPID returns pid's parent, or -1 when pid is gone.
-func PPID(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	// The command name may contain spaces and parentheses: fields start after
-	// the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return -1
-	}
-	pp, _ := strconv.Atoi(f[1])
-	return pp
-}
+func PPID(pid int) int { return procfs.Parent(pid) }
 
 // Alive reports whether pid exists and is not a zombie.
-func Alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
-}
+func Alive(pid int) bool { return procfs.Alive(pid) }
 
 // CheckChildLeaks fails the test at cleanup if this process still has child
 // processes that it did not have at the start.

@@ -1,0 +1,44 @@
+// Package procfs reads the few facts baton needs about processes from
+// /proc (proc(5)): a process's parent, whether it is alive.
+package procfs
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// stat returns the fields of /proc/PID/stat after the command name, which
+// may itself hold spaces and parentheses: fields resume after the last ')'.
+// Field 0 is the state, field 1 the parent pid.
+func stat(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
+// Parent returns pid's parent pid, or -1 when pid is gone.
+func Parent(pid int) int {
+	f := stat(pid)
+	if len(f) < 2 {
+		return -1
+	}
+	pp, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return pp
+}
+
+// Alive reports whether pid exists and is not a zombie.
+func Alive(pid int) bool {
+	f := stat(pid)
+	return len(f) > 0 && f[0] != "Z"
+}
