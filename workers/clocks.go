@@ -56,7 +56,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 		}
 	}
 	for _, sl := range s.slots {
-		if sl.w == nil && !s.stopping {
+		if sl.w == nil && sl.next == nil && !s.stopping {
 			earlier(sl.nextSpawn)
 		}
 	}
@@ -71,7 +71,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 		case Ready:
 			earlier(addClock(w.lastHeartbeat, w.watchdog))
 			if _, started := w.oldestRequest(); !started.IsZero() {
-				earlier(addClock(started, s.cfg.RequestTimeout))
+				earlier(addClock(started, w.cfg.RequestTimeout))
 			}
 		}
 	}
@@ -98,7 +98,7 @@ func (s *Supervisor) tick() {
 		switch w.state {
 		case Starting:
 			if !w.bootDeadline.IsZero() && !now.Before(w.bootDeadline) {
-				s.escalate(w, "boot", s.cfg.BootTimeout, now.Sub(w.bootDeadline),
+				s.escalate(w, "boot", w.cfg.BootTimeout, now.Sub(w.bootDeadline),
 					fmt.Sprintf("no READY=1 %s after spawn", now.Sub(w.spawned).Round(time.Millisecond)))
 			}
 		case Ready:
@@ -108,8 +108,8 @@ func (s *Supervisor) tick() {
 				continue
 			}
 			if id, started := w.oldestRequest(); !started.IsZero() {
-				if due := addClock(started, s.cfg.RequestTimeout); !due.IsZero() && !now.Before(due) {
-					s.escalate(w, "request", s.cfg.RequestTimeout, now.Sub(due),
+				if due := addClock(started, w.cfg.RequestTimeout); !due.IsZero() && !now.Before(due) {
+					s.escalate(w, "request", w.cfg.RequestTimeout, now.Sub(due),
 						fmt.Sprintf("request %q running for %s", id, now.Sub(started).Round(time.Millisecond)))
 				}
 			}
@@ -117,7 +117,7 @@ func (s *Supervisor) tick() {
 	}
 	if !s.stopping {
 		for _, sl := range s.slots {
-			if sl.w == nil && !sl.nextSpawn.IsZero() && !now.Before(sl.nextSpawn) {
+			if sl.w == nil && sl.next == nil && !sl.nextSpawn.IsZero() && !now.Before(sl.nextSpawn) {
 				s.start(sl)
 			}
 		}
@@ -137,12 +137,15 @@ func (s *Supervisor) escalate(w *worker, clock string, limit, overdue time.Durat
 	now := s.now()
 	w.escalated = clock
 	w.failed = true
+	if s.isNext(w) {
+		s.rolloutFailed(fmt.Sprintf("worker %d of generation %d: %s-timeout expired (%s)", w.slot, w.gen, clock, detail))
+	}
 	w.state = Stopping
 	w.stopReason = clock + "-timeout"
-	w.killAt = now.Add(s.cfg.TimeoutGrace)
-	sig := s.cfg.TimeoutSignal
+	w.killAt = now.Add(w.cfg.TimeoutGrace)
+	sig := w.cfg.TimeoutSignal
 	s.ladderLog(w, clock, limit, overdue).Warnf("worker %d %s-timeout %s expired (%s, %s over); sending %s, SIGKILL in %s",
-		w.slot, clock, config.FormatDuration(limit), detail, overdue.Round(time.Millisecond), sig, s.cfg.TimeoutGrace)
+		w.slot, clock, config.FormatDuration(limit), detail, overdue.Round(time.Millisecond), sig, w.cfg.TimeoutGrace)
 	if err := w.signal(signalOf(sig), false); err != nil {
 		s.log.Error(err)
 	}
@@ -155,10 +158,10 @@ func (s *Supervisor) kill(w *worker) {
 	var after string
 	if w.escalated != "" {
 		entry = s.ladderLog(w, w.escalated, 0, 0)
-		after = fmt.Sprintf("timeout-grace %s after %s", s.cfg.TimeoutGrace, s.cfg.TimeoutSignal)
+		after = fmt.Sprintf("timeout-grace %s after %s", w.cfg.TimeoutGrace, w.cfg.TimeoutSignal)
 	} else {
 		entry = s.workerLog(w).WithField("clock", "graceful")
-		after = fmt.Sprintf("%s after %s", s.stopBudget(), w.stopReason)
+		after = fmt.Sprintf("%s after %s", s.stopBudget(w), w.stopReason)
 	}
 	entry.Warnf("worker %d still running %s; sending SIGKILL", w.slot, after)
 	if err := w.signal(sigKILL, true); err != nil {
@@ -187,7 +190,7 @@ func (s *Supervisor) ladderLog(w *worker, clock string, limit, overdue time.Dura
 // healthy is what baton's own watchdog reports: enough workers ready, or the
 // pool still booting (before its first READY=1, or while a worker boots).
 func (s *Supervisor) healthy() bool {
-	if s.stopping || !s.sentReady || s.ready() >= s.cfg.MinReady {
+	if s.stopping || !s.sentReady || s.rollout != nil || s.ready() >= s.cfg.MinReady {
 		return true
 	}
 	for _, w := range s.byPID {
@@ -228,8 +231,10 @@ func (s *Supervisor) extendStop() string {
 			need = max(need, stopMargin)
 		}
 	}
-	if s.cfg.GracefulTimeout == config.Infinity {
-		need = max(need, time.Hour)
+	for _, w := range s.byPID {
+		if w.state == Stopping && w.killAt.IsZero() && w.escalated == "" {
+			need = max(need, time.Hour) // graceful-timeout infinity
+		}
 	}
 	// Whole seconds up: the microseconds that pass while computing this
 	// would otherwise shave the budget below what was promised.

@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"time"
@@ -27,10 +28,15 @@ const (
 	degradedAfter = 3
 )
 
-// slot is one position in the pool; its worker comes and goes.
+// slot is one position in the pool; its worker comes and goes. During a
+// rollout, next is the new generation's worker booting beside w; it takes
+// w's place once ready.
 type slot struct {
 	n         int
+	gen       int            // the generation w belongs to (and respawns as)
+	cfg       *config.Config // that generation's config
 	w         *worker
+	next      *worker
 	failures  int       // consecutive failures
 	nextSpawn time.Time // when to respawn; zero while a worker runs
 	lastExit  string    // how the last worker ended, for STATUS=
@@ -49,15 +55,15 @@ func backoff(failures int) time.Duration {
 
 func (s *Supervisor) start(sl *slot) {
 	sl.nextSpawn = time.Time{}
-	w, err := s.spawn(sl.n)
+	w, err := s.spawn(sl.n, sl.gen, sl.cfg)
 	if err != nil {
 		// Fork itself failed (out of pids or memory): retry like a crash.
 		s.log.WithField("worker", sl.n).Error(err)
 		s.failed(sl, err.Error())
 		return
 	}
-	w.bootDeadline = addClock(w.spawned, s.cfg.BootTimeout)
-	w.watchdog = s.cfg.WatchdogTimeout
+	w.bootDeadline = addClock(w.spawned, w.cfg.BootTimeout)
+	w.watchdog = w.cfg.WatchdogTimeout
 	sl.w = w
 	s.byPID[w.pid] = w
 	s.workerLog(w).Debugf("spawned worker %d", w.slot)
@@ -73,7 +79,7 @@ func (s *Supervisor) onExec(ev execEvent) {
 		return
 	}
 	w.execDone = true
-	if s.cfg.Readiness == config.ReadinessExec && w.state == Starting {
+	if w.cfg.Readiness == config.ReadinessExec && w.state == Starting {
 		s.markReady(w)
 	}
 }
@@ -96,14 +102,29 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	}
 	how, clean := describeExit(ev.state, ev.err)
 	age := s.now().Sub(w.spawned).Round(time.Millisecond)
-	sl := s.slots[w.slot-1]
+	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
+	if s.stopping || w.retired {
+		s.log.WithFields(fields).Infof("worker %d of generation %d %s", w.slot, w.gen, how)
+		return
+	}
+	sl := s.slotOf(w)
+	if sl == nil {
+		return
+	}
+	if sl.next == w {
+		// A new generation's worker died before it took over: the rollout
+		// fails (the old worker in this slot still serves).
+		sl.next = nil
+		s.log.WithFields(fields).Errorf("worker %d of generation %d %s after %s, before it was ready", w.slot, w.gen, how, age)
+		why := how + " before ready"
+		if w.status != "" {
+			why += " (" + w.status + ")"
+		}
+		s.rolloutFailed(fmt.Sprintf("worker %d of generation %d %s", w.slot, w.gen, why))
+		return
+	}
 	if sl.w == w {
 		sl.w = nil
-	}
-	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
-	if s.stopping {
-		s.log.WithFields(fields).Infof("worker %d %s", w.slot, how)
-		return
 	}
 	if w.status != "" {
 		fields["status"] = w.status
@@ -154,7 +175,7 @@ func (s *Supervisor) stopWorker(w *worker, reason string, mode StopMode) {
 	if w.escalated != "" {
 		return // already on the ladder, with its own SIGKILL deadline
 	}
-	sig, budget := sigTERM, s.cfg.GracefulTimeout
+	sig, budget := sigTERM, w.cfg.GracefulTimeout
 	if mode == Fast {
 		sig, budget = sigINT, FastStopTimeout
 	}
@@ -166,11 +187,11 @@ func (s *Supervisor) stopWorker(w *worker, reason string, mode StopMode) {
 	}
 }
 
-func (s *Supervisor) stopBudget() string {
-	if s.stopMode == Fast {
+func (s *Supervisor) stopBudget(w *worker) string {
+	if s.stopping && s.stopMode == Fast {
 		return FastStopTimeout.String()
 	}
-	return config.FormatDuration(s.cfg.GracefulTimeout)
+	return config.FormatDuration(w.cfg.GracefulTimeout)
 }
 
 // beginStop stops the whole pool. A fast stop may follow a graceful one
@@ -180,6 +201,12 @@ func (s *Supervisor) beginStop(mode StopMode) {
 		return
 	}
 	s.stopping, s.stopMode = true, mode
+	if r := s.rollout; r != nil {
+		s.rollout = nil
+		for _, c := range r.waiters {
+			c <- fmt.Errorf("reload to generation %d abandoned: baton is stopping", r.gen)
+		}
+	}
 	kind := "graceful"
 	if mode == Fast {
 		kind = "fast"
@@ -200,7 +227,7 @@ func (s *Supervisor) degraded() string {
 	var looping []string
 	last := ""
 	for _, sl := range s.slots {
-		if sl.failures >= degradedAfter && (sl.w == nil || sl.w.state != Ready) {
+		if sl.failures >= degradedAfter && (sl.w == nil || sl.w.state != Ready) && sl.next == nil {
 			looping = append(looping, itoa(sl.n))
 			last = sl.lastExit
 		}

@@ -23,6 +23,8 @@ type Snapshot struct {
 	Status     string         // the STATUS= line
 	Dropped    map[string]int // discarded notifications by kind
 	Failures   map[int]int    // consecutive failures by slot
+	Reloads    []ReloadResult // the last ten, oldest first
+	Reloading  bool
 }
 
 type snapshotRequest struct{ reply chan Snapshot }
@@ -57,6 +59,8 @@ func (s *Supervisor) snapshot() Snapshot {
 	for _, sl := range s.slots {
 		snap.Failures[sl.n] = sl.failures
 	}
+	snap.Reloads = append(snap.Reloads, s.reloads...)
+	snap.Reloading = s.rollout != nil
 	return snap
 }
 
@@ -75,6 +79,15 @@ func (s *Supervisor) statusLine() string {
 		return fmt.Sprintf("stopping: %d workers left, generation %d", len(s.byPID), s.gen)
 	}
 	line := fmt.Sprintf("%d/%d workers ready, generation %d", s.ready(), s.cfg.Workers, s.gen)
+	if r := s.rollout; r != nil {
+		verb := "reloading to"
+		if r.rollback {
+			verb = "rolling back to"
+		}
+		line += fmt.Sprintf(", %s generation %d (%d/%d replaced)", verb, r.gen, r.promoted, r.cfg.Workers)
+	} else if s.lastReloadErr != "" {
+		line += ", last reload failed: " + s.lastReloadErr
+	}
 	if d := s.degraded(); d != "" {
 		line += ", " + d
 	}

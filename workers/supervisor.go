@@ -89,15 +89,19 @@ type Supervisor struct {
 	done     chan struct{}
 
 	// State below is owned by the Run goroutine.
-	gen        int
-	slots      []*slot
-	byPID      map[int]*worker
-	stopping   bool
-	stopMode   StopMode
-	sentReady  bool
-	lastStatus string
-	dropped    map[string]int
-	droppedN   int
+	gen           int
+	slots         []*slot
+	byPID         map[int]*worker
+	stopping      bool
+	stopMode      StopMode
+	sentReady     bool
+	lastStatus    string
+	dropped       map[string]int
+	droppedN      int
+	rollout       *rollout
+	lastReloadErr string
+	lastGen       int // the highest generation ever started
+	reloads       []ReloadResult
 }
 
 // New validates options and creates the notify socket. Close releases it if
@@ -142,9 +146,10 @@ func New(o Options) (*Supervisor, error) {
 		byPID:    map[int]*worker{},
 		dropped:  map[string]int{},
 		gen:      1,
+		lastGen:  1,
 	}
 	for i := 1; i <= s.cfg.Workers; i++ {
-		s.slots = append(s.slots, &slot{n: i})
+		s.slots = append(s.slots, &slot{n: i, gen: s.gen, cfg: s.cfg})
 	}
 	return s, nil
 }
@@ -216,6 +221,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.answer(req)
 		case <-timer.C:
 			s.tick()
+			s.advance()
 		case <-ctxDone:
 			ctxDone = nil
 			s.beginStop(Fast)
@@ -236,7 +242,12 @@ func (s *Supervisor) handle(ev any) {
 		s.countDrop(ev.pid, ev.reason)
 	case stopRequest:
 		s.beginStop(ev.mode)
+	case reloadRequest:
+		s.beginReload(ev)
+	case scaleRequest:
+		ev.reply <- s.scale(ev.delta)
 	}
+	s.advance()
 }
 
 func (s *Supervisor) workerLog(w *worker) logrus.FieldLogger {

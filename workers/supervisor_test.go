@@ -311,7 +311,7 @@ func TestGracefulStopWaitsThenKills(t *testing.T) {
 	p := startPool(t, &config.Config{Workers: 2, GracefulTimeout: 10 * time.Second}, nil, "BATON_TEST_MODE=ready", "BATON_TEST_TERM_DELAY=300ms")
 	p.waitFor("2 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 2 })
 	p.stop(Graceful)
-	if p.logged("SIGKILL") || !p.logged("worker 1 exited with status 0") {
+	if p.logged("SIGKILL") || !p.logged("worker 1 of generation 1 exited with status 0") {
 		t.Errorf("a worker that drains within graceful-timeout must exit on its own:\n%s", p.logLines())
 	}
 

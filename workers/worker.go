@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/config"
 )
 
 // State is where a worker is in its life.
@@ -25,6 +27,7 @@ const (
 // worker is one process. Only the Run goroutine touches it.
 type worker struct {
 	slot, gen int
+	cfg       *config.Config // its generation's config
 	pid       int
 	cmd       *exec.Cmd
 	state     State
@@ -52,6 +55,9 @@ type worker struct {
 	stopReason string
 	// failed marks a stop that counts as a failure (boot timeout).
 	failed bool
+	// retired workers were replaced or drained away: they are not respawned
+	// when they exit.
+	retired bool
 }
 
 // exitEvent is sent by a worker's waiter goroutine once the process is gone.
@@ -104,16 +110,16 @@ func signalName(s syscall.Signal) string {
 
 // spawn starts one worker through the shim. The returned worker is Starting;
 // its waiter goroutine reports on execs and exits.
-func (s *Supervisor) spawn(slot int) (*worker, error) {
+func (s *Supervisor) spawn(slot, gen int, cfg *config.Config) (*worker, error) {
 	r, wpipe, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn worker %d: report pipe: %w", slot, err)
 	}
 	files := append(s.sockets.Files(), wpipe)
 	reportFD := 3 + len(files) - 1
-	cmd := exec.Command(s.shim, append([]string{ShimArg, "--"}, s.cfg.Command...)...)
-	cmd.Args[0] = s.cfg.Command[0]
-	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, s.gen, reportFD, s.cfg.WatchdogTimeout)
+	cmd := exec.Command(s.shim, append([]string{ShimArg, "--"}, cfg.Command...)...)
+	cmd.Args[0] = cfg.Command[0]
+	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, gen, reportFD, cfg.WatchdogTimeout)
 	cmd.ExtraFiles = files
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
@@ -131,7 +137,7 @@ func (s *Supervisor) spawn(slot int) (*worker, error) {
 	if cerr != nil {
 		s.log.WithError(cerr).Warn("close report pipe")
 	}
-	w := &worker{slot: slot, gen: s.gen, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
+	w := &worker{slot: slot, gen: gen, cfg: cfg, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
 	go s.wait(w, r)
 	return w, nil
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// DefaultTimeoutGrace.
 	TimeoutGrace time.Duration
 
+	// Surge is how many new workers may boot at once during a reload, beside
+	// the ones they replace. Zero: 1.
+	Surge int
+
 	// Sockets are the sockets baton binds when systemd did not pass them,
 	// in declaration order, which is the order workers see them in.
 	Sockets []Socket

@@ -26,6 +26,7 @@ type file struct {
 	RequestTimeout  *Duration             `toml:"request-timeout"`
 	TimeoutSignal   *string               `toml:"timeout-signal"`
 	TimeoutGrace    *Duration             `toml:"timeout-grace"`
+	Surge           *int                  `toml:"surge"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -121,6 +122,12 @@ func parse(path string, data []byte) (*Config, error) {
 		if d.v != nil {
 			*d.dst = time.Duration(*d.v)
 		}
+	}
+	if f.Surge != nil {
+		if *f.Surge < 1 {
+			return nil, at("surge", fmt.Errorf("%d: must be at least 1", *f.Surge))
+		}
+		c.Surge = *f.Surge
 	}
 	if f.TimeoutSignal != nil {
 		sig, err := ParseSignal(*f.TimeoutSignal)

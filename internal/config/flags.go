@@ -25,6 +25,7 @@ type Flags struct {
 	requestTimeout  string
 	timeoutSignal   string
 	timeoutGrace    string
+	surge           int
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -42,6 +43,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.requestTimeout, "request-timeout", "", "time one reported request may take (workers that send X_BATON_REQUEST_BEGIN/END) (default infinity: off)")
 	fs.StringVar(&f.timeoutSignal, "timeout-signal", "", "signal sent first when a boot, watchdog or request clock expires (default SIGABRT)")
 	fs.StringVar(&f.timeoutGrace, "timeout-grace", "", fmt.Sprintf("time from timeout-signal to SIGKILL (default %s)", DefaultTimeoutGrace))
+	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload (default 1)")
 	return f
 }
 
@@ -87,6 +89,12 @@ func (f *Flags) apply(c *Config) error {
 			return flagError("min-ready", fmt.Sprint(f.minReady), errors.New("must be at least 1"))
 		}
 		c.MinReady = f.minReady
+	}
+	if changed("surge") {
+		if f.surge < 1 {
+			return flagError("surge", fmt.Sprint(f.surge), errors.New("must be at least 1"))
+		}
+		c.Surge = f.surge
 	}
 	if changed("readiness") {
 		if err := c.Readiness.UnmarshalText([]byte(f.readiness)); err != nil {
@@ -189,6 +197,9 @@ func (c *Config) Finish() error {
 	}
 	if c.GracefulTimeout == 0 {
 		c.GracefulTimeout = DefaultGracefulTimeout
+	}
+	if c.Surge == 0 {
+		c.Surge = 1
 	}
 	if c.WatchdogTimeout == 0 {
 		c.WatchdogTimeout = Infinity
