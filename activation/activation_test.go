@@ -296,3 +296,34 @@ func TestSealInheritedFDs(t *testing.T) {
 		t.Errorf("fd %d flags %d, %v: want close-on-exec", fd, flags, err)
 	}
 }
+
+func TestRebindKeepsUnchangedSockets(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	web, err := Bind(config.Socket{Name: "web", Address: mustAddr(t, "127.0.0.1:0"), Backlog: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := Bind(config.Socket{Name: "old", Address: mustAddr(t, "127.0.0.1:0"), Backlog: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := Bind(config.Socket{Name: "unit", Address: mustAddr(t, "127.0.0.1:0"), Backlog: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit.Origin = Inherited
+	current := Set{web, old, unit}
+	defer current.Close()
+	conf := []config.Socket{
+		{Name: "web", Address: mustAddr(t, web.Addr)},
+		{Name: "admin", Address: mustAddr(t, "127.0.0.1:0"), Backlog: 4},
+	}
+	set, opened, err := Rebind(conf, current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opened.Close()
+	if set.Names() != "web:admin:unit" || set[0] != web || set[2] != unit || len(opened) != 1 || opened[0] != set[1] {
+		t.Errorf("set %v opened %v", set, opened)
+	}
+}

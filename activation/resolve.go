@@ -59,3 +59,43 @@ func sameTCPPort0(want, got string) bool {
 	host := want[:len(want)-1]
 	return len(got) > len(host) && got[:len(host)] == host
 }
+
+// Rebind computes the socket set for a reloaded config from the current
+// one: a configured socket whose name and address are unchanged keeps its
+// fd (no connection is lost); a new or moved one is bound; sockets systemd
+// passed that the config does not name stay, as in Resolve. Opened lists
+// the sockets bound here, which the caller closes if the set is not used.
+func Rebind(configured []config.Socket, current Set) (set, opened Set, err error) {
+	byName := map[string][]*Socket{}
+	for _, s := range current {
+		byName[s.Name] = append(byName[s.Name], s)
+	}
+	used := map[*Socket]bool{}
+	for _, c := range configured {
+		var keep []*Socket
+		for _, s := range byName[c.Name] {
+			if s.Origin == Inherited || s.Addr == c.Address.String() || sameTCPPort0(c.Address.String(), s.Addr) {
+				keep = append(keep, s)
+			}
+		}
+		if len(keep) > 0 {
+			for _, s := range keep {
+				set = append(set, s)
+				used[s] = true
+			}
+			continue
+		}
+		s, err := Bind(c)
+		if err != nil {
+			return nil, nil, errors.Join(err, opened.Close())
+		}
+		opened = append(opened, s)
+		set = append(set, s)
+	}
+	for _, s := range current {
+		if !used[s] && s.Origin == Inherited {
+			set = append(set, s)
+		}
+	}
+	return set, opened, nil
+}

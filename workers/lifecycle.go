@@ -3,6 +3,8 @@ package workers
 import (
 	"fmt"
 	"strings"
+
+	"github.com/batonhq/baton/activation"
 	"syscall"
 	"time"
 
@@ -35,6 +37,7 @@ type slot struct {
 	n         int
 	gen       int            // the generation w belongs to (and respawns as)
 	cfg       *config.Config // that generation's config
+	sockets   activation.Set // that generation's sockets
 	w         *worker
 	next      *worker
 	failures  int       // consecutive failures
@@ -55,7 +58,7 @@ func backoff(failures int) time.Duration {
 
 func (s *Supervisor) start(sl *slot) {
 	sl.nextSpawn = time.Time{}
-	w, err := s.spawn(sl.n, sl.gen, sl.cfg)
+	w, err := s.spawn(sl.n, sl.gen, sl.cfg, sl.sockets)
 	if err != nil {
 		// Fork itself failed (out of pids or memory): retry like a crash.
 		s.log.WithField("worker", sl.n).Error(err)
@@ -105,6 +108,7 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
 	if s.stopping || w.retired {
 		s.log.WithFields(fields).Infof("worker %d of generation %d %s", w.slot, w.gen, how)
+		s.closeUnusedSockets()
 		return
 	}
 	sl := s.slotOf(w)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,7 @@ import (
 type rollout struct {
 	gen      int
 	cfg      *config.Config
+	sockets  activation.Set
 	from     int // the generation being replaced
 	started  time.Time
 	pending  []int // slot numbers still to replace, in order
@@ -38,9 +40,10 @@ type ReloadResult struct {
 }
 
 type reloadRequest struct {
-	cfg    *config.Config
-	reason string
-	reply  chan error
+	cfg     *config.Config
+	sockets activation.Set
+	reason  string
+	reply   chan error
 }
 
 type scaleRequest struct {
@@ -48,20 +51,29 @@ type scaleRequest struct {
 	reply chan error
 }
 
+// ErrNotDelivered says a reload request never reached the supervisor.
+var ErrNotDelivered = errors.New("reload not started")
+
 // ErrReloadInProgress is returned by Reload while another one runs.
 var ErrReloadInProgress = errors.New("a reload is already in progress")
 
 // Reload rolls a new generation of workers with cfg (a validated config)
-// and returns when the rollout finished: nil when the new generation serves,
-// an error saying why not otherwise (the old generation then still serves).
-func (s *Supervisor) Reload(ctx context.Context, cfg *config.Config, reason string) error {
-	req := reloadRequest{cfg: cfg, reason: reason, reply: make(chan error, 1)}
+// and sockets, and returns when the rollout finished: nil when the new
+// generation serves, an error saying why not otherwise (the old generation
+// then still serves). The supervisor takes ownership of the sockets: those
+// the current set lacks are closed if the reload fails, and sockets the new
+// set lacks are closed once no worker uses them. A nil set keeps the
+// current sockets. If the request never reaches the supervisor (it is not
+// running, or ctx ends first), the error wraps ErrNotDelivered and the
+// caller keeps the sockets it opened.
+func (s *Supervisor) Reload(ctx context.Context, cfg *config.Config, sockets activation.Set, reason string) error {
+	req := reloadRequest{cfg: cfg, sockets: sockets, reason: reason, reply: make(chan error, 1)}
 	select {
 	case s.events <- req:
 	case <-s.done:
-		return errors.New("baton is not running")
+		return fmt.Errorf("%w: baton is not running", ErrNotDelivered)
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
 	}
 	select {
 	case err := <-req.reply:
@@ -101,19 +113,27 @@ func monotonicUsec() int64 {
 }
 
 func (s *Supervisor) beginReload(req reloadRequest) {
+	if req.sockets == nil {
+		req.sockets = s.sockets
+	}
+	s.hold(req.sockets)
+	refuse := func(err error) {
+		s.closeSockets(s.notIn(req.sockets, s.sockets))
+		req.reply <- err
+	}
 	switch {
 	case s.stopping:
-		req.reply <- errors.New("baton is stopping")
+		refuse(errors.New("baton is stopping"))
 		return
 	case s.rollout != nil && !s.rollout.rollback:
-		req.reply <- fmt.Errorf("%w (to generation %d)", ErrReloadInProgress, s.rollout.gen)
+		refuse(fmt.Errorf("%w (to generation %d)", ErrReloadInProgress, s.rollout.gen))
 		return
 	case s.rollout != nil:
-		req.reply <- fmt.Errorf("%w (rolling back to generation %d)", ErrReloadInProgress, s.rollout.gen)
+		refuse(fmt.Errorf("%w (rolling back to generation %d)", ErrReloadInProgress, s.rollout.gen))
 		return
 	}
 	s.lastGen++
-	r := &rollout{gen: s.lastGen, cfg: req.cfg, from: s.gen, started: s.now(), canary: true, waiters: []chan error{req.reply}, reason: req.reason}
+	r := &rollout{gen: s.lastGen, cfg: req.cfg, sockets: req.sockets, from: s.gen, started: s.now(), canary: true, waiters: []chan error{req.reply}, reason: req.reason}
 	for i := 1; i <= req.cfg.Workers; i++ {
 		r.pending = append(r.pending, i)
 	}
@@ -181,7 +201,7 @@ func (s *Supervisor) slotFor(n int, r *rollout) *slot {
 	for len(s.slots) < n {
 		// Scaling up: the new slot starts empty and belongs to the new
 		// generation from the start.
-		s.slots = append(s.slots, &slot{n: len(s.slots) + 1, gen: r.gen, cfg: r.cfg})
+		s.slots = append(s.slots, &slot{n: len(s.slots) + 1, gen: r.gen, cfg: r.cfg, sockets: r.sockets})
 	}
 	return s.slots[n-1]
 }
@@ -190,7 +210,7 @@ func (s *Supervisor) slotFor(n int, r *rollout) *slot {
 // failed instead.
 func (s *Supervisor) spawnNext(r *rollout, n int) bool {
 	sl := s.slotFor(n, r)
-	w, err := s.spawn(n, r.gen, r.cfg)
+	w, err := s.spawn(n, r.gen, r.cfg, r.sockets)
 	if err != nil {
 		s.rolloutFailed(err.Error())
 		return false
@@ -207,7 +227,7 @@ func (s *Supervisor) spawnNext(r *rollout, n int) bool {
 func (s *Supervisor) promote(r *rollout, sl *slot) {
 	old := sl.w
 	sl.w, sl.next = sl.next, nil
-	sl.gen, sl.cfg = r.gen, r.cfg
+	sl.gen, sl.cfg, sl.sockets = r.gen, r.cfg, r.sockets
 	sl.failures, sl.nextSpawn = 0, time.Time{}
 	r.promoted++
 	if old != nil {
@@ -241,12 +261,15 @@ func (s *Supervisor) rolloutFailed(reason string) {
 	s.log.WithField("generation", r.gen).Error(err)
 	s.lastReloadErr = err.Error()
 	s.record(r, err)
+	// Sockets opened for the failed generation: baton's copies go now; a
+	// new worker still draining keeps its own until it exits.
+	s.closeSockets(s.notIn(r.sockets, s.sockets))
 	for _, c := range r.waiters {
 		c <- err
 	}
 	s.sendUp("READY=1")
 	// Slots already handed to the failed generation go back to the old one.
-	back := &rollout{gen: r.from, cfg: s.cfg, from: r.gen, started: s.now(), rollback: true, reason: "rollback"}
+	back := &rollout{gen: r.from, cfg: s.cfg, sockets: s.sockets, from: r.gen, started: s.now(), rollback: true, reason: "rollback"}
 	for _, sl := range s.slots {
 		if sl.gen == r.gen {
 			back.pending = append(back.pending, sl.n)
@@ -285,6 +308,11 @@ func (s *Supervisor) finishRollout(r *rollout) {
 		return
 	}
 	s.cfg, s.gen = r.cfg, r.gen
+	if r.sockets.Names() != s.sockets.Names() || len(s.notIn(s.sockets, r.sockets)) > 0 {
+		s.log.Infof("sockets now %s (were %s)", r.sockets.Names(), s.sockets.Names())
+	}
+	s.sockets = r.sockets
+	s.closeUnusedSockets()
 	s.lastReloadErr = ""
 	s.record(r, nil)
 	s.log.WithField("generation", r.gen).Infof("reload done: generation %d serves (%s)", r.gen, s.now().Sub(r.started).Round(time.Millisecond))
@@ -345,7 +373,7 @@ func (s *Supervisor) scale(delta int) error {
 	}
 	s.log.Infof("scaling from %d to %d workers", old, n)
 	for len(s.slots) < n {
-		sl := &slot{n: len(s.slots) + 1, gen: s.gen, cfg: s.cfg}
+		sl := &slot{n: len(s.slots) + 1, gen: s.gen, cfg: s.cfg, sockets: s.sockets}
 		s.slots = append(s.slots, sl)
 		s.start(sl)
 	}

@@ -2,12 +2,16 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 )
 
@@ -56,7 +60,7 @@ func TestReloadRollsEveryWorkerWithoutDroppingReadiness(t *testing.T) {
 	before := pidsOf(p.waitFor("3 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 3 }))
 	stop := make(chan struct{})
 	low := watchReady(p, stop)
-	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Surge: 2}), "test")
+	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Surge: 2}), nil, "test")
 	close(stop)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +104,7 @@ func TestReloadToBrokenCommandKeepsTheOldGeneration(t *testing.T) {
 		{&config.Config{Workers: 2, Command: []string{"/nonexistent/app"}}, "exited with status 127 before ready (exec /nonexistent/app: no such file or directory)"},
 		{&config.Config{Workers: 2, Command: []string{"/bin/sleep", "60"}, BootTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, "boot-timeout expired (no READY=1"},
 	} {
-		err := p.s.Reload(context.Background(), reloadCfg(t, tc.cfg), "test")
+		err := p.s.Reload(context.Background(), reloadCfg(t, tc.cfg), nil, "test")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("reload to %v: %v, want %q", tc.cfg.Command, err, tc.want)
 		}
@@ -118,7 +122,7 @@ func TestReloadToBrokenCommandKeepsTheOldGeneration(t *testing.T) {
 		}
 	}
 	// A good reload after failed ones works and clears the failure.
-	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 2}), "test"); err != nil {
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 2}), nil, "test"); err != nil {
 		t.Fatal(err)
 	}
 	snap, _ := p.s.Snapshot()
@@ -133,7 +137,7 @@ func TestFailureAfterTheCanaryRollsPromotedSlotsBack(t *testing.T) {
 	p.waitFor("3 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 3 })
 	// Slot 1 (the canary) boots; slot 2 fails.
 	broken := []string{"/bin/sh", "-c", `if [ "$BATON_WORKER" = 1 ]; then exec "$0"; fi; exit 9`, os.Args[0]}
-	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Command: broken}), "test")
+	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Command: broken}), nil, "test")
 	if err == nil || !strings.Contains(err.Error(), "worker 2 of generation 2 exited with status 9") {
 		t.Fatalf("got %v", err)
 	}
@@ -157,11 +161,11 @@ func TestFailureAfterTheCanaryRollsPromotedSlotsBack(t *testing.T) {
 func TestReloadChangesTheWorkerCount(t *testing.T) {
 	p := startPool(t, &config.Config{Workers: 2}, nil, "BATON_TEST_MODE=ready")
 	p.waitFor("2 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 2 })
-	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 4, Surge: 2}), "test"); err != nil {
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 4, Surge: 2}), nil, "test"); err != nil {
 		t.Fatal(err)
 	}
 	p.waitFor("4 ready in generation 2", 20*time.Second, func(s Snapshot) bool { return s.Ready == 4 && len(s.Workers) == 4 && s.Wanted == 4 })
-	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), "test"); err != nil {
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), nil, "test"); err != nil {
 		t.Fatal(err)
 	}
 	snap := p.waitFor("1 worker in generation 3", 20*time.Second, func(s Snapshot) bool { return len(s.Workers) == 1 && s.Ready == 1 })
@@ -200,16 +204,57 @@ func TestConcurrentReloadIsRefused(t *testing.T) {
 	var first atomic.Value
 	done := make(chan struct{})
 	go func() {
-		first.Store(p.s.Reload(context.Background(), slow, "first"))
+		first.Store(p.s.Reload(context.Background(), slow, nil, "first"))
 		close(done)
 	}()
 	p.waitFor("the first reload to start", 10*time.Second, func(s Snapshot) bool { return s.Reloading })
-	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), "second"); err == nil || !strings.Contains(err.Error(), "already in progress") {
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), nil, "second"); err == nil || !strings.Contains(err.Error(), "already in progress") {
 		t.Errorf("second reload: %v", err)
 	}
 	<-done
 	if err, _ := first.Load().(error); err == nil {
 		t.Errorf("the slow reload succeeded")
 	}
+	p.stop(Graceful)
+}
+
+func TestReloadAddsAndRemovesSockets(t *testing.T) {
+	out := t.TempDir()
+	web := bindLocal(t, "web")
+	p := startPool(t, &config.Config{Workers: 1}, web, "BATON_TEST_MODE=report", "BATON_TEST_OUT="+out)
+	p.waitFor("1 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
+	names := func() string {
+		b, err := os.ReadFile(filepath.Join(out, "1.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r map[string]any
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return envMap(r["env"].([]any))["LISTEN_FDNAMES"]
+	}
+	if n := names(); n != "web" {
+		t.Fatalf("names %q", n)
+	}
+	admin := bindLocal(t, "admin")
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), append(activation.Set{web[0]}, admin...), "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("generation 2 reported", 20*time.Second, func(Snapshot) bool { return names() == "web:admin" })
+	webAddr := strings.TrimPrefix(web[0].Addr, "tcp://")
+	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), activation.Set{admin[0]}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("generation 3 reported", 20*time.Second, func(Snapshot) bool { return names() == "admin" })
+	// Once the workers that had it are gone, web is closed everywhere and
+	// refuses connections.
+	p.waitFor("web closed", 20*time.Second, func(Snapshot) bool {
+		c, err := net.Dial("tcp", webAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil && p.logged("closing socket web")
+	})
 	p.stop(Graceful)
 }

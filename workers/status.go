@@ -2,6 +2,8 @@ package workers
 
 import (
 	"fmt"
+
+	"github.com/batonhq/baton/activation"
 	"sort"
 	"time"
 )
@@ -42,8 +44,11 @@ func (s *Supervisor) Snapshot() (snap Snapshot, ok bool) {
 }
 
 func (s *Supervisor) answer(req any) {
-	if r, ok := req.(snapshotRequest); ok {
+	switch r := req.(type) {
+	case snapshotRequest:
 		r.reply <- s.snapshot()
+	case socketsRequest:
+		r.reply <- append(activation.Set(nil), s.sockets...)
 	}
 }
 
@@ -119,5 +124,19 @@ func (s *Supervisor) sendUp(state string) {
 	}
 	if err := s.upward.Send(state); err != nil {
 		s.log.WithError(err).Warn("notify systemd")
+	}
+}
+
+type socketsRequest struct{ reply chan activation.Set }
+
+// Sockets returns the current socket set (the one new workers get). ok is
+// false once Run has returned.
+func (s *Supervisor) Sockets() (activation.Set, bool) {
+	req := socketsRequest{reply: make(chan activation.Set, 1)}
+	select {
+	case s.requests <- req:
+		return <-req.reply, true
+	case <-s.done:
+		return nil, false
 	}
 }

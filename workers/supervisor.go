@@ -26,8 +26,9 @@ type Notifier interface {
 type Options struct {
 	// Config is the validated configuration. Required.
 	Config *config.Config
-	// Sockets are passed to every worker as fds 3... The supervisor does not
-	// close them; their owner does, after Run returns.
+	// Sockets are passed to every worker as fds 3... The supervisor owns
+	// them from New on: it closes the ones a reload drops, and the rest when
+	// Run returns (or on Close, when Run is never called).
 	Sockets activation.Set
 	// RuntimeDir is where the notify socket is created. Required; under
 	// systemd, $RUNTIME_DIRECTORY.
@@ -99,6 +100,7 @@ type Supervisor struct {
 	dropped       map[string]int
 	droppedN      int
 	rollout       *rollout
+	held          activation.Set // every socket owned, each closed once
 	lastReloadErr string
 	lastGen       int // the highest generation ever started
 	reloads       []ReloadResult
@@ -148,15 +150,19 @@ func New(o Options) (*Supervisor, error) {
 		gen:      1,
 		lastGen:  1,
 	}
+	s.hold(s.sockets)
 	for i := 1; i <= s.cfg.Workers; i++ {
-		s.slots = append(s.slots, &slot{n: i, gen: s.gen, cfg: s.cfg})
+		s.slots = append(s.slots, &slot{n: i, gen: s.gen, cfg: s.cfg, sockets: s.sockets})
 	}
 	return s, nil
 }
 
 // Close releases the notify socket of a Supervisor whose Run was never
 // called.
-func (s *Supervisor) Close() error { return s.notify.Close() }
+func (s *Supervisor) Close() error { return errors.Join(s.notify.Close(), s.sockets.Close()) }
+
+// closeAllSockets closes every socket still held, when Run ends.
+func (s *Supervisor) closeAllSockets() { s.closeSockets(append(activation.Set(nil), s.held...)) }
 
 // NotifySocket is the path workers send to.
 func (s *Supervisor) NotifySocket() string { return s.notify.Path() }
@@ -176,6 +182,7 @@ func (s *Supervisor) Stop(mode StopMode) {
 // a fast stop) has stopped every worker. It returns nil after a clean stop.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.done)
+	defer s.closeAllSockets()
 	readerDone := make(chan struct{})
 	go s.readNotifications(readerDone)
 	defer func() {

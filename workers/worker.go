@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 )
 
@@ -28,6 +29,7 @@ const (
 type worker struct {
 	slot, gen int
 	cfg       *config.Config // its generation's config
+	sockets   activation.Set // the sockets it was given
 	pid       int
 	cmd       *exec.Cmd
 	state     State
@@ -110,16 +112,16 @@ func signalName(s syscall.Signal) string {
 
 // spawn starts one worker through the shim. The returned worker is Starting;
 // its waiter goroutine reports on execs and exits.
-func (s *Supervisor) spawn(slot, gen int, cfg *config.Config) (*worker, error) {
+func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation.Set) (*worker, error) {
 	r, wpipe, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("spawn worker %d: report pipe: %w", slot, err)
 	}
-	files := append(s.sockets.Files(), wpipe)
+	files := append(sockets.Files(), wpipe)
 	reportFD := 3 + len(files) - 1
 	cmd := exec.Command(s.shim, append([]string{ShimArg, "--"}, cfg.Command...)...)
 	cmd.Args[0] = cfg.Command[0]
-	cmd.Env = workerEnv(s.env, s.notify.Path(), len(s.sockets), s.sockets.Names(), slot, gen, reportFD, cfg.WatchdogTimeout)
+	cmd.Env = workerEnv(s.env, s.notify.Path(), len(sockets), sockets.Names(), slot, gen, reportFD, cfg.WatchdogTimeout)
 	cmd.ExtraFiles = files
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
@@ -137,7 +139,7 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config) (*worker, error) {
 	if cerr != nil {
 		s.log.WithError(cerr).Warn("close report pipe")
 	}
-	w := &worker{slot: slot, gen: gen, cfg: cfg, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
+	w := &worker{slot: slot, gen: gen, cfg: cfg, sockets: sockets, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
 	go s.wait(w, r)
 	return w, nil
 }

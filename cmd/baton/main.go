@@ -25,6 +25,7 @@ const usage = `usage: baton COMMAND [FLAGS]
 
 commands:
   run [FLAGS] [--] PROGRAM [ARGS]   run and supervise workers of PROGRAM
+  reload [--wait]                   roll a new generation of workers (re-reads the config)
   version                           print the version
   help                              print this help
 
@@ -50,6 +51,8 @@ func dispatch(args []string) int {
 	switch args[0] {
 	case "run":
 		err = runCommand(args[1:])
+	case "reload":
+		err = reloadCommand(args[1:])
 	case "version", "--version":
 		fmt.Println(versionString())
 	case "help", "--help", "-h":

@@ -70,7 +70,7 @@ func TestBadInvocationsExit2WithTheReason(t *testing.T) {
 		{[]string{"run", "-b", "web=localhost:80", "/bin/true"}, `--bind: "web=localhost:80": address "localhost:80": "localhost" is not an IP address`},
 		{[]string{"run", "--boot-timeout", "-5s", "/bin/true"}, `--boot-timeout: "-5s" must be positive`},
 		{[]string{"run", "--log-format", "xml", "/bin/true"}, `--log-format "xml"`},
-		{[]string{"run", "-c", cfg}, cfg + ":6:11: sockets.web.backlog: cannot decode TOML string"},
+		{[]string{"run", "-c", cfg}, cfg + ":6:11: sockets.web.backlog: want an integer, not a string"},
 	} {
 		code, stderr := baton(t, nil, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

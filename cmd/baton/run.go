@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/batonhq/baton/internal/unitcheck"
@@ -29,6 +31,7 @@ func runCommand(args []string) error {
 	flags := config.BindFlags(fs)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
+	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
@@ -56,11 +59,6 @@ func runCommand(args []string) error {
 	if err != nil {
 		return errors.Join(err, inherited.Close())
 	}
-	defer func() {
-		if err := sockets.Close(); err != nil {
-			log.WithError(err).Warn("close sockets")
-		}
-	}()
 	for _, n := range notes {
 		log.Warn(n)
 	}
@@ -73,7 +71,7 @@ func runCommand(args []string) error {
 
 	runtimeDir, cleanup, err := runtimeDirectory()
 	if err != nil {
-		return err
+		return errors.Join(err, sockets.Close())
 	}
 	defer cleanup()
 
@@ -85,13 +83,13 @@ func runCommand(args []string) error {
 		defer cancel()
 		go checkUnit(ctx, cfg, log)
 	case !errors.Is(err, sdnotify.ErrNoSocket):
-		return err
+		return errors.Join(err, sockets.Close())
 	}
 	// systemd's watchdog on baton itself (WatchdogSec=), checked against
 	// WATCHDOG_PID as sd_watchdog_enabled(3) does.
 	watchdog, err := daemon.SdWatchdogEnabled(false)
 	if err != nil {
-		return fmt.Errorf("systemd watchdog: %w", err)
+		return errors.Join(fmt.Errorf("systemd watchdog: %w", err), sockets.Close())
 	}
 	if watchdog > 0 {
 		log.Infof("systemd watchdog on baton: %s; sending WATCHDOG=1 while the pool is healthy", watchdog)
@@ -101,11 +99,29 @@ func runCommand(args []string) error {
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log, Watchdog: watchdog,
 	})
 	if err != nil {
-		return err
+		return errors.Join(err, sockets.Close())
 	}
+	// From here the supervisor owns the sockets.
+
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log}
+	if *controlPath == "" {
+		*controlPath = defaultControlPath()
+	}
+	if *controlPath == "" {
+		*controlPath = filepath.Join(runtimeDir, "control.sock")
+	}
+	ctl, err := control.Listen(*controlPath, handler)
+	if err != nil {
+		return errors.Join(err, sup.Close())
+	}
+	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
+	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
+	ctx, stopControl := context.WithCancel(context.Background())
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- ctl.Serve(ctx) }()
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
@@ -115,11 +131,27 @@ func runCommand(args []string) error {
 			case syscall.SIGINT, syscall.SIGQUIT:
 				sup.Stop(workers.Fast)
 			case syscall.SIGHUP:
-				log.Warn("SIGHUP: reload is not supported yet; ignoring")
+				go func() {
+					if msg, err := handler.Reload(context.Background(), true); err == nil {
+						log.Info("SIGHUP: " + msg)
+					}
+				}()
+			case syscall.SIGTTIN, syscall.SIGTTOU:
+				delta := 1
+				if sig == syscall.SIGTTOU {
+					delta = -1
+				}
+				go func() {
+					if _, err := handler.Scale(context.Background(), delta); err != nil {
+						log.WithError(err).Warnf("%s: not scaled", sig)
+					}
+				}()
 			}
 		}
 	}()
-	return sup.Run(context.Background())
+	runErr := sup.Run(context.Background())
+	stopControl()
+	return errors.Join(runErr, <-ctlDone)
 }
 
 // checkUnit reads baton's own unit from systemd over D-Bus and warns about

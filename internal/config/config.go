@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"time"
 )
 
@@ -73,7 +74,7 @@ type Socket struct {
 	Backlog int
 	// Mode, Owner and Group apply to unix sockets only. Zero mode:
 	// DefaultSocketMode. Empty owner or group: baton's own.
-	Mode         FileMode
+	Mode         os.FileMode
 	Owner, Group string
 
 	// where records the file position of the socket's table for errors.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -14,28 +15,31 @@ import (
 )
 
 // file mirrors the TOML document. Keys are the flag names, so the file and
-// the command line read the same.
+// the command line read the same. Every value with a syntax of its own is a
+// TOML string here and parsed after decoding, with the key's position: the
+// decoder would otherwise turn boot-timeout = 30 into 30 nanoseconds, and
+// it loses positions for errors from custom types.
 type file struct {
 	Command         []string              `toml:"command"`
 	Workers         *int                  `toml:"workers"`
 	Readiness       *string               `toml:"readiness"`
 	MinReady        *int                  `toml:"min-ready"`
-	BootTimeout     *Duration             `toml:"boot-timeout"`
-	GracefulTimeout *Duration             `toml:"graceful-timeout"`
-	WatchdogTimeout *Duration             `toml:"watchdog-timeout"`
-	RequestTimeout  *Duration             `toml:"request-timeout"`
+	BootTimeout     *string               `toml:"boot-timeout"`
+	GracefulTimeout *string               `toml:"graceful-timeout"`
+	WatchdogTimeout *string               `toml:"watchdog-timeout"`
+	RequestTimeout  *string               `toml:"request-timeout"`
 	TimeoutSignal   *string               `toml:"timeout-signal"`
-	TimeoutGrace    *Duration             `toml:"timeout-grace"`
+	TimeoutGrace    *string               `toml:"timeout-grace"`
 	Surge           *int                  `toml:"surge"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
 type fileSocket struct {
-	Listen  *Address  `toml:"listen"`
-	Backlog *int      `toml:"backlog"`
-	Mode    *FileMode `toml:"mode"`
-	Owner   string    `toml:"owner"`
-	Group   string    `toml:"group"`
+	Listen  *string `toml:"listen"`
+	Backlog *int    `toml:"backlog"`
+	Mode    *string `toml:"mode"`
+	Owner   string  `toml:"owner"`
+	Group   string  `toml:"group"`
 }
 
 // Error is a config error with its position. Line is 0 when the error is
@@ -97,11 +101,11 @@ func parse(path string, data []byte) (*Config, error) {
 		c.Workers = *f.Workers
 	}
 	if f.Readiness != nil {
-		// A string-kinded type is assigned directly by the decoder, so the
-		// value is checked here rather than in UnmarshalText.
-		if err := c.Readiness.UnmarshalText([]byte(*f.Readiness)); err != nil {
+		r, err := ParseReadiness(*f.Readiness)
+		if err != nil {
 			return nil, at("readiness", err)
 		}
+		c.Readiness = r
 	}
 	if f.MinReady != nil {
 		if *f.MinReady < 1 {
@@ -109,19 +113,25 @@ func parse(path string, data []byte) (*Config, error) {
 		}
 		c.MinReady = *f.MinReady
 	}
-	if f.BootTimeout != nil {
-		c.BootTimeout = time.Duration(*f.BootTimeout)
-	}
-	if f.GracefulTimeout != nil {
-		c.GracefulTimeout = time.Duration(*f.GracefulTimeout)
-	}
 	for _, d := range []struct {
-		v   *Duration
+		key string
+		v   *string
 		dst *time.Duration
-	}{{f.WatchdogTimeout, &c.WatchdogTimeout}, {f.RequestTimeout, &c.RequestTimeout}, {f.TimeoutGrace, &c.TimeoutGrace}} {
-		if d.v != nil {
-			*d.dst = time.Duration(*d.v)
+	}{
+		{"boot-timeout", f.BootTimeout, &c.BootTimeout},
+		{"graceful-timeout", f.GracefulTimeout, &c.GracefulTimeout},
+		{"watchdog-timeout", f.WatchdogTimeout, &c.WatchdogTimeout},
+		{"request-timeout", f.RequestTimeout, &c.RequestTimeout},
+		{"timeout-grace", f.TimeoutGrace, &c.TimeoutGrace},
+	} {
+		if d.v == nil {
+			continue
 		}
+		v, err := ParseDuration(*d.v)
+		if err != nil {
+			return nil, at(d.key, err)
+		}
+		*d.dst = v
 	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {
@@ -144,18 +154,26 @@ func parse(path string, data []byte) (*Config, error) {
 		if s.Listen == nil {
 			return nil, at(key, errors.New("missing listen"))
 		}
-		sock := Socket{Name: name, Address: *s.Listen, Owner: s.Owner, Group: s.Group, where: pos[key].String(path)}
+		addr, err := ParseAddress(*s.Listen)
+		if err != nil {
+			return nil, at(key+".listen", err)
+		}
+		sock := Socket{Name: name, Address: addr, Owner: s.Owner, Group: s.Group, where: pos[key].String(path)}
 		if s.Backlog != nil {
 			if *s.Backlog < 1 {
 				return nil, at(key+".backlog", fmt.Errorf("%d: must be at least 1", *s.Backlog))
 			}
 			sock.Backlog = *s.Backlog
 		}
-		if s.Listen.Network != "unix" && (s.Mode != nil || s.Owner != "" || s.Group != "") {
+		if addr.Network != "unix" && (s.Mode != nil || s.Owner != "" || s.Group != "") {
 			return nil, at(key, errors.New("mode, owner and group apply to unix sockets only"))
 		}
 		if s.Mode != nil {
-			sock.Mode = *s.Mode
+			m, err := ParseMode(*s.Mode)
+			if err != nil {
+				return nil, at(key+".mode", err)
+			}
+			sock.Mode = m
 		}
 		c.Sockets = append(c.Sockets, sock)
 	}
@@ -180,10 +198,32 @@ func decodeError(path string, err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, col := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		msg := friendlyType(strings.TrimPrefix(de.Error(), "toml: "))
 		return &Error{File: path, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Err: errors.New(msg)}
 	}
 	return &Error{File: path, Err: err}
+}
+
+var typeErrRE = regexp.MustCompile(`^cannot decode TOML (\w+) into struct field \S+ of type (\S+)$`)
+
+// friendlyType rewrites the decoder's type errors, which name Go types, in
+// the file's terms: "want an integer, not a string".
+func friendlyType(msg string) string {
+	m := typeErrRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := map[string]string{
+		"int": "an integer", "string": "a string", "[]string": "an array of strings", "bool": "true or false",
+	}[strings.TrimPrefix(m[2], "*")]
+	if want == "" {
+		want = "another type"
+	}
+	got := map[string]string{"integer": "an integer", "string": "a string", "float": "a float", "boolean": "a boolean", "array": "an array", "table": "a table", "datetime": "a date"}[m[1]]
+	if got == "" {
+		got = "a " + m[1]
+	}
+	return "want " + want + ", not " + got
 }
 
 type position struct{ Line, Column int }

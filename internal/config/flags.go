@@ -97,9 +97,11 @@ func (f *Flags) apply(c *Config) error {
 		c.Surge = f.surge
 	}
 	if changed("readiness") {
-		if err := c.Readiness.UnmarshalText([]byte(f.readiness)); err != nil {
+		r, err := ParseReadiness(f.readiness)
+		if err != nil {
 			return &Error{Key: "--readiness", Err: err}
 		}
+		c.Readiness = r
 	}
 	for _, d := range []struct {
 		name, value string

@@ -15,21 +15,6 @@ import (
 // Infinity is the value of a duration set to "infinity": the clock is off.
 const Infinity = time.Duration(math.MaxInt64)
 
-// Duration is a positive time span or Infinity. Zero means unset.
-type Duration time.Duration
-
-// UnmarshalText parses "30s", "1m30s" or "infinity". Zero and negative spans
-// are errors: every baton clock needs a positive span, and "off" is spelled
-// "infinity" so that nobody disables a clock by accident.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
 // ParseDuration parses a duration setting as the file and flags spell it.
 func ParseDuration(s string) (time.Duration, error) {
 	if s == "infinity" {
@@ -64,14 +49,13 @@ const (
 	ReadinessExec Readiness = "exec"
 )
 
-// UnmarshalText accepts "notify" or "exec".
-func (r *Readiness) UnmarshalText(b []byte) error {
-	switch v := Readiness(b); v {
+// ParseReadiness accepts "notify" or "exec".
+func ParseReadiness(s string) (Readiness, error) {
+	switch v := Readiness(s); v {
 	case ReadinessNotify, ReadinessExec:
-		*r = v
-		return nil
+		return v, nil
 	}
-	return fmt.Errorf("%q is not a readiness (want \"notify\" or \"exec\")", b)
+	return "", fmt.Errorf("%q is not a readiness (want \"notify\" or \"exec\")", s)
 }
 
 // Address is where a socket listens: a TCP host:port or a unix socket path.
@@ -85,16 +69,6 @@ func (a Address) String() string {
 		return "unix://" + a.Addr
 	}
 	return "tcp://" + a.Addr
-}
-
-// UnmarshalText parses an address; see ParseAddress.
-func (a *Address) UnmarshalText(b []byte) error {
-	v, err := ParseAddress(string(b))
-	if err != nil {
-		return err
-	}
-	*a = v
-	return nil
 }
 
 // ParseAddress parses "tcp://HOST:PORT", "unix:///path", or the gunicorn
@@ -143,17 +117,14 @@ func tcpAddress(orig, hostport string) (Address, error) {
 	return Address{Network: "tcp", Addr: net.JoinHostPort(host, strconv.FormatUint(p, 10))}, nil
 }
 
-// FileMode is a unix socket's permission bits, written in octal ("0660").
-type FileMode os.FileMode
-
-// UnmarshalText parses an octal mode of at most 0777.
-func (m *FileMode) UnmarshalText(b []byte) error {
-	v, err := strconv.ParseUint(string(b), 8, 32)
+// ParseMode parses a unix socket's permission bits written as an octal
+// string ("0660"), at most 0777.
+func ParseMode(s string) (os.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o777 {
-		return fmt.Errorf("%q is not a mode (want octal such as \"0660\")", b)
+		return 0, fmt.Errorf("%q is not a mode (want octal such as \"0660\")", s)
 	}
-	*m = FileMode(v)
-	return nil
+	return os.FileMode(v), nil
 }
 
 // Signal is a signal a worker can be sent: "SIGABRT", "ABRT" or a number.
@@ -180,16 +151,6 @@ func ParseSignal(s string) (Signal, error) {
 		return Signal(n), nil
 	}
 	return 0, fmt.Errorf("%q is not a signal (want a name such as \"SIGABRT\")", s)
-}
-
-// UnmarshalText parses a signal; see ParseSignal.
-func (sg *Signal) UnmarshalText(b []byte) error {
-	v, err := ParseSignal(string(b))
-	if err != nil {
-		return err
-	}
-	*sg = v
-	return nil
 }
 
 func (sg Signal) String() string {

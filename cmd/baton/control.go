@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/workers"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+)
+
+// controlHandler carries out control requests on the running pool.
+type controlHandler struct {
+	sup   *workers.Supervisor
+	flags *config.Flags
+	args  []string
+	log   logrus.FieldLogger
+}
+
+// Reload re-reads the config (the file, with the same flags on top) and
+// rolls a new generation. An invalid config changes nothing.
+func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) {
+	cfg, err := h.flags.Resolve(h.args)
+	if err != nil {
+		// Told to the caller (systemctl reload shows it) and to baton's own
+		// log, which is where an operator looks when SIGHUP was used.
+		h.log.WithError(err).Error("reload refused: invalid config; nothing changed")
+		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
+	}
+	current, ok := h.sup.Sockets()
+	if !ok {
+		return "", errors.New("baton is stopping")
+	}
+	set, opened, err := activation.Rebind(cfg.Sockets, current)
+	if err != nil {
+		h.log.WithError(err).Error("reload refused; nothing changed")
+		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
+	}
+	if !wait {
+		go func() {
+			if err := h.sup.Reload(context.Background(), cfg, set, "control"); err != nil && errors.Is(err, workers.ErrNotDelivered) {
+				h.log.WithError(errors.Join(err, opened.Close())).Error("reload")
+			}
+		}()
+		return "reload started", nil
+	}
+	err = h.sup.Reload(ctx, cfg, set, "control")
+	if errors.Is(err, workers.ErrNotDelivered) {
+		err = errors.Join(err, opened.Close())
+	}
+	if err != nil {
+		return "", err
+	}
+	snap, _ := h.sup.Snapshot()
+	return fmt.Sprintf("reloaded: %s", snap.Status), nil
+}
+
+// Scale adds or drains workers.
+func (h *controlHandler) Scale(ctx context.Context, delta int) (string, error) {
+	if err := h.sup.Scale(ctx, delta); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("scaling by %+d", delta), nil
+}
+
+// defaultControlPath is the control socket in the service's runtime
+// directory (RuntimeDirectory=), where `baton reload` finds it without
+// being told.
+func defaultControlPath() string {
+	if d := firstRuntimeDir(); d != "" {
+		return filepath.Join(d, "control.sock")
+	}
+	return ""
+}
+
+func firstRuntimeDir() string {
+	d := os.Getenv("RUNTIME_DIRECTORY")
+	for i := range d {
+		if d[i] == ':' {
+			return d[:i]
+		}
+	}
+	return d
+}
+
+// reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
+func reloadCommand(args []string) error {
+	fs := pflag.NewFlagSet("baton reload", pflag.ContinueOnError)
+	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
+	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait as long as it takes)")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: baton reload [--wait] [--control SOCKET]\n\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("reload takes no arguments, got %q", fs.Args())}
+	}
+	if *path == "" {
+		return usageError{errors.New("no control socket: pass --control SOCKET (baton run logs where it is) or run under systemd with RuntimeDirectory=; SIGHUP reloads too")}
+	}
+	ctx := context.Background()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	msg, err := control.Call(ctx, *path, control.Request{Command: "reload", Wait: *wait})
+	if err != nil {
+		return fmt.Errorf("reload failed: %w", err)
+	}
+	fmt.Printf("%s (%s)\n", msg, time.Since(start).Round(time.Millisecond))
+	return nil
+}

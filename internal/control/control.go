@@ -1,0 +1,182 @@
+// Package control is baton's control socket: a unix stream socket in the
+// service's runtime directory through which `baton reload` and, later,
+// `baton status` talk to the running baton. One JSON request line in, one
+// JSON response line out. Only the socket's owner (the service's user) and
+// root may connect: the mode is 0600 and the peer's credentials
+// (SO_PEERCRED) are checked as well.
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Request is what a client asks.
+type Request struct {
+	Command string `json:"command"`         // "reload", "scale"
+	Wait    bool   `json:"wait,omitempty"`  // reload: answer when it finished
+	Delta   int    `json:"delta,omitempty"` // scale: workers to add (or drain)
+}
+
+// Response is the answer: OK with a message, or an error.
+type Response struct {
+	OK      bool   `json:"ok"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Handler carries out requests. cmd/baton implements it over the
+// supervisor.
+type Handler interface {
+	Reload(ctx context.Context, wait bool) (string, error)
+	Scale(ctx context.Context, delta int) (string, error)
+}
+
+// Server accepts control connections.
+type Server struct {
+	l    *net.UnixListener
+	path string
+	h    Handler
+	wg   sync.WaitGroup
+	// OnError receives the errors of single connections (a bad request, a
+	// refused peer). Listen's default drops them; callers set their logger.
+	OnError func(error)
+}
+
+// Listen creates the control socket at path.
+func Listen(path string, h Handler) (*Server, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale control socket: %w", err)
+		}
+	}
+	// The umask makes the socket 0600 from its creation on, with no window
+	// in which others could connect.
+	old := unix.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	l.SetUnlinkOnClose(true)
+	return &Server{l: l, path: path, h: h, OnError: func(error) {}}, nil
+}
+
+// Path is where the socket is.
+func (s *Server) Path() string { return s.path }
+
+// Serve answers connections until ctx ends, then closes the socket and
+// waits for the connections in progress.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.l.Close() })
+	defer stop()
+	defer s.wg.Wait()
+	for {
+		conn, err := s.l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("control socket: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.serveConn(ctx, conn); err != nil {
+				s.OnError(err)
+			}
+		}()
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) error {
+	defer conn.Close()
+	if err := checkPeer(conn); err != nil {
+		_ = json.NewEncoder(conn).Encode(Response{Error: err.Error()})
+		return err
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	var req Request
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil {
+		_ = json.NewEncoder(conn).Encode(Response{Error: "bad request: " + err.Error()})
+		return fmt.Errorf("control request: %w", err)
+	}
+	var msg string
+	switch req.Command {
+	case "reload":
+		msg, err = s.h.Reload(ctx, req.Wait)
+	case "scale":
+		msg, err = s.h.Scale(ctx, req.Delta)
+	default:
+		err = fmt.Errorf("unknown command %q", req.Command)
+	}
+	resp := Response{OK: err == nil, Message: msg}
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	return json.NewEncoder(conn).Encode(resp)
+}
+
+// checkPeer admits the socket owner's uid and root only.
+func checkPeer(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("peer credentials: %w", cerr)
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("uid %d may not use this control socket", cred.Uid)
+	}
+	return nil
+}
+
+// Call sends one request to the control socket at path and returns the
+// response; a response with OK false comes back as an error.
+func Call(ctx context.Context, path string, req Request) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return "", fmt.Errorf("connect to baton at %s: %w", path, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return "", fmt.Errorf("send to baton: %w", err)
+	}
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("read answer from baton: %w", err)
+	}
+	if !resp.OK {
+		return "", errors.New(resp.Error)
+	}
+	return resp.Message, nil
+}

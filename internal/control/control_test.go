@@ -1,0 +1,80 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/batonhq/baton/internal/testutil"
+)
+
+type fakeHandler struct{ reloadErr error }
+
+func (f fakeHandler) Reload(_ context.Context, wait bool) (string, error) {
+	if f.reloadErr != nil {
+		return "", f.reloadErr
+	}
+	if wait {
+		return "reloaded", nil
+	}
+	return "reload started", nil
+}
+
+func (f fakeHandler) Scale(_ context.Context, delta int) (string, error) {
+	return "scaled by " + string(rune('0'+delta)), nil
+}
+
+func serve(t *testing.T, h Handler) string {
+	t.Helper()
+	testutil.CheckFDLeaks(t)
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := Listen(path, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("control socket left behind: %v", err)
+		}
+	})
+	return path
+}
+
+func TestReloadRoundTrip(t *testing.T) {
+	path := serve(t, fakeHandler{})
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v %v", fi.Mode(), err)
+	}
+	msg, err := Call(context.Background(), path, Request{Command: "reload", Wait: true})
+	if err != nil || msg != "reloaded" {
+		t.Errorf("%q %v", msg, err)
+	}
+	msg, err = Call(context.Background(), path, Request{Command: "scale", Delta: 2})
+	if err != nil || msg != "scaled by 2" {
+		t.Errorf("%q %v", msg, err)
+	}
+}
+
+func TestErrorsComeBack(t *testing.T) {
+	path := serve(t, fakeHandler{reloadErr: errors.New("app.toml:3:1: workers: bad")})
+	if _, err := Call(context.Background(), path, Request{Command: "reload"}); err == nil || err.Error() != "app.toml:3:1: workers: bad" {
+		t.Errorf("got %v", err)
+	}
+	if _, err := Call(context.Background(), path, Request{Command: "explode"}); err == nil || !strings.Contains(err.Error(), `unknown command "explode"`) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := Call(context.Background(), filepath.Join(t.TempDir(), "none.sock"), Request{Command: "reload"}); err == nil || !strings.Contains(err.Error(), "connect to baton at") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -1,0 +1,83 @@
+package workers
+
+import "github.com/batonhq/baton/activation"
+
+// Sockets held by baton are closed once no current or live worker's set has
+// them: a reload that drops a socket leaves it to the old workers until
+// they drained.
+
+// notIn returns the sockets of a that b lacks.
+func (s *Supervisor) notIn(a, b activation.Set) activation.Set {
+	in := map[*activation.Socket]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out activation.Set
+	for _, x := range a {
+		if !in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (s *Supervisor) closeSockets(set activation.Set) {
+	for _, sock := range set {
+		s.held = removeSocket(s.held, sock)
+		if !s.stopping {
+			s.log.WithField("socket", sock.Name).Infof("closing socket %s (%s)", sock.Name, sock.Addr)
+		}
+		if err := sock.Close(); err != nil {
+			s.log.WithError(err).Warn("close socket")
+		}
+	}
+}
+
+// closeUnusedSockets closes held sockets that neither the current set, a
+// rollout, nor a live worker uses any more.
+func (s *Supervisor) closeUnusedSockets() {
+	used := map[*activation.Socket]bool{}
+	mark := func(set activation.Set) {
+		for _, x := range set {
+			used[x] = true
+		}
+	}
+	mark(s.sockets)
+	if s.rollout != nil {
+		mark(s.rollout.sockets)
+	}
+	for _, w := range s.byPID {
+		mark(w.sockets)
+	}
+	var unused activation.Set
+	for _, x := range s.held {
+		if !used[x] {
+			unused = append(unused, x)
+		}
+	}
+	s.closeSockets(unused)
+}
+
+// hold records every socket the supervisor has been given, so that each is
+// closed exactly once.
+func (s *Supervisor) hold(set activation.Set) {
+	for _, x := range set {
+		found := false
+		for _, h := range s.held {
+			found = found || h == x
+		}
+		if !found {
+			s.held = append(s.held, x)
+		}
+	}
+}
+
+func removeSocket(set activation.Set, x *activation.Socket) activation.Set {
+	out := set[:0]
+	for _, y := range set {
+		if y != x {
+			out = append(out, y)
+		}
+	}
+	return out
+}
