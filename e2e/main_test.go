@@ -81,6 +81,9 @@ func ctx(t *testing.T) context.Context {
 func newService(t *testing.T, name, serviceBody, socketBody string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, log: filepath.Join(workDir, name+".log")}
+	if err := os.Remove(s.log); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
 	unit := fmt.Sprintf("[Unit]\nDescription=baton e2e %s\n\n[Service]\nStandardOutput=append:%s\nStandardError=append:%s\n%s", name, s.log, s.log, serviceBody)
 	if err := mgr.WriteUnit(ctx(t), name+".service", unit); err != nil {
 		t.Fatal(err)

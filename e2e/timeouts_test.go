@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/testutil"
 )
 
 // load sends sequential requests on fresh connections until stop is closed
@@ -55,6 +57,15 @@ func startLoad(url string, clients int) *load {
 	}
 	go func() { wg.Wait(); close(l.done) }()
 	return l
+}
+
+// waitServed waits until n more requests have succeeded.
+func (l *load) waitServed(t *testing.T, n int64) {
+	t.Helper()
+	target := l.ok.Load() + n
+	if !testutil.Eventually(t, 60*time.Second, func() bool { return l.ok.Load() >= target || l.failed.Load() > 0 }) {
+		t.Fatalf("load stalled at %d requests", l.ok.Load())
+	}
 }
 
 func (l *load) finish(t *testing.T) {

@@ -152,7 +152,19 @@ func run(addr string) error {
 	defer cancel()
 	go heartbeat(ctx)
 
-	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
+	var open atomic.Int64 // connections not yet closed
+	srv := &http.Server{
+		Handler:           handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		},
+	}
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func(l net.Listener) { errs <- srv.Serve(l) }(l)
@@ -168,9 +180,32 @@ func run(addr string) error {
 		return err
 	case <-stop:
 	}
-	// Drain: finish in-flight requests, accept no new ones. The manager's
-	// graceful timeout bounds this from outside.
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	return drain(srv, listeners, &open)
+}
+
+// drain stops taking connections and finishes the ones it has; the
+// manager's graceful timeout bounds it from outside.
+//
+// Not srv.Shutdown alone: once shutting down, net/http answers no request
+// it reads afterwards, so a connection accepted just before the stop loses
+// its first request. Under a pre-fork manager the listening socket is
+// shared and another worker would have served it. So: close our listeners
+// (the kernel's queue stays with the other workers), turn keep-alives off
+// (idle connections close, active ones after their response), and wait
+// until every connection we accepted is closed.
+func drain(srv *http.Server, listeners []net.Listener, open *atomic.Int64) error {
+	for _, l := range listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
+	for open.Load() > 0 {
+		// Also closes connections idle since, and ones that sent nothing
+		// for 5s, as Shutdown would.
+		srv.SetKeepAlivesEnabled(false)
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := srv.Shutdown(context.Background()); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

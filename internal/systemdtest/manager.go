@@ -221,3 +221,26 @@ func (m *Manager) Log() string {
 	b, _ := os.ReadFile(m.logPath)
 	return string(b)
 }
+
+// UnitProcs lists the processes in a unit's cgroup (NTasks counts threads).
+func (m *Manager) UnitProcs(ctx context.Context, unit string) ([]int, error) {
+	cg, err := m.Show(ctx, unit, "ControlGroup")
+	if err != nil || cg == "" {
+		return nil, err
+	}
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err != nil {
+		root = "/sys/fs/cgroup/systemd"
+	}
+	b, err := os.ReadFile(filepath.Join(root, cg, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids, nil
+}

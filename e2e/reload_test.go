@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// reloadService is a socket-activated baton whose config file the test
+// rewrites, with ExecReload= through baton reload --wait.
+type reloadService struct {
+	*service
+	config string
+	port   int
+}
+
+func newReloadService(t *testing.T, name, config string) *reloadService {
+	t.Helper()
+	port := freePort(t)
+	path := filepath.Join(workDir, name+".toml")
+	r := &reloadService{config: path, port: port}
+	r.writeConfig(t, config)
+	r.service = newService(t, name,
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nRuntimeDirectory=%s\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n", name, batonBin, path, batonBin),
+		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", port))
+	r.systemctl("start", name+".socket", name+".service")
+	return r
+}
+
+func (r *reloadService) writeConfig(t *testing.T, body string) {
+	t.Helper()
+	body = strings.ReplaceAll(body, "HELLO", helloBin)
+	if err := os.WriteFile(r.config, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *reloadService) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", r.port, path)
+}
+
+// answering collects the worker pids that answer n requests.
+func (r *reloadService) answering(t *testing.T, n int) map[string]bool {
+	t.Helper()
+	pids := map[string]bool{}
+	for i := 0; i < n; i++ {
+		_, body := get(t, r.url("/"))
+		pids[pidOf(body)] = true
+	}
+	return pids
+}
+
+const helloConfig = `command = ["HELLO"]
+workers = 4
+surge = 2
+graceful-timeout = "10s"
+`
+
+func TestThreeReloadsUnderLoadFailNoRequest(t *testing.T) {
+	r := newReloadService(t, "reload-three", helloConfig)
+	before := r.answering(t, 50)
+	l := startLoad(r.url("/sleep?ms=20"), 8)
+	for i := 2; i <= 4; i++ {
+		l.waitServed(t, 200)
+		r.systemctl("reload", r.name+".service")
+		if st := r.show("StatusText"); st != fmt.Sprintf("4/4 workers ready, generation %d", i) {
+			t.Errorf("after reload %d: %q", i-1, st)
+		}
+	}
+	l.waitServed(t, 200)
+	l.finish(t)
+	t.Logf("%d requests during three reloads, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	for pid := range r.answering(t, 50) {
+		if before[pid] {
+			t.Errorf("pid %s from generation 1 still answers", pid)
+		}
+	}
+	if log := r.readLog(); strings.Count(log, "reload done") != 3 {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+func TestReloadToBrokenCommandFailsAndKeepsServing(t *testing.T) {
+	r := newReloadService(t, "reload-broken", helloConfig)
+	before := r.answering(t, 50)
+	l := startLoad(r.url("/"), 4)
+	l.waitServed(t, 100)
+	r.writeConfig(t, strings.Replace(helloConfig, `["HELLO"]`, `["/bin/sh", "-c", "echo cannot start; exit 4"]`, 1))
+	out, err := mgr.Systemctl(ctx(t), "reload", r.name+".service")
+	if err == nil {
+		t.Fatalf("systemctl reload succeeded for a broken command: %s", out)
+	}
+	l.finish(t)
+	log := r.readLog()
+	if !strings.Contains(log, "reload failed: reload to generation 2 failed: worker 1 of generation 2 exited with status 4 before ready; generation 1 keeps serving") {
+		t.Errorf("the reason is not in the log:\n%s", log)
+	}
+	for pid := range r.answering(t, 50) {
+		if !before[pid] {
+			t.Errorf("pid %s is not one of the old workers %v", pid, before)
+		}
+	}
+	if st := r.show("StatusText"); !strings.HasPrefix(st, "4/4 workers ready, generation 1, last reload failed") {
+		t.Errorf("status %q", st)
+	}
+	if st := r.show("ActiveState"); st != "active" {
+		t.Errorf("state %s", st)
+	}
+}
+
+func TestReloadWithInvalidConfigChangesNothing(t *testing.T) {
+	r := newReloadService(t, "reload-invalid", helloConfig)
+	before := r.answering(t, 50)
+	r.writeConfig(t, helloConfig+"workerz = 3\n")
+	if _, err := mgr.Systemctl(ctx(t), "reload", r.name+".service"); err == nil {
+		t.Fatal("systemctl reload succeeded with an invalid config")
+	}
+	want := fmt.Sprintf("%s:5:1: workerz: unknown key", r.config)
+	if log := r.readLog(); !strings.Contains(log, want) {
+		t.Errorf("log lacks %q:\n%s", want, log)
+	}
+	if strings.Contains(r.readLog(), "rolling generation") {
+		t.Errorf("a rollout started")
+	}
+	for pid := range r.answering(t, 50) {
+		if !before[pid] {
+			t.Errorf("pid %s is new: something restarted", pid)
+		}
+	}
+}
+
+func TestScaleUnderLoadFailsNoRequest(t *testing.T) {
+	r := newReloadService(t, "reload-scale", helloConfig)
+	l := startLoad(r.url("/sleep?ms=10"), 8)
+	signal := func(sig string) {
+		l.waitServed(t, 100)
+		r.systemctl("kill", "--kill-whom=main", "-s", sig, r.name+".service")
+	}
+	signal("SIGTTIN")
+	r.waitFor("5 workers", 20*time.Second, func() bool { return r.show("StatusText") == "5/5 workers ready, generation 1" })
+	signal("SIGTTOU")
+	r.waitFor("4 workers", 20*time.Second, func() bool { return r.show("StatusText") == "4/4 workers ready, generation 1" })
+	signal("SIGTTOU")
+	r.waitFor("3 workers", 20*time.Second, func() bool { return r.show("StatusText") == "3/3 workers ready, generation 1" })
+	// A changed worker count in the config, with a reload.
+	r.writeConfig(t, strings.Replace(helloConfig, "workers = 4", "workers = 6", 1))
+	r.systemctl("reload", r.name+".service")
+	if st := r.show("StatusText"); st != "6/6 workers ready, generation 2" {
+		t.Errorf("status %q", st)
+	}
+	r.writeConfig(t, strings.Replace(helloConfig, "workers = 4", "workers = 2", 1))
+	r.systemctl("reload", r.name+".service")
+	r.waitFor("2 workers", 20*time.Second, func() bool { return r.show("StatusText") == "2/2 workers ready, generation 3" })
+	l.finish(t)
+	r.waitFor("the drained workers to exit", 20*time.Second, func() bool {
+		procs, err := mgr.UnitProcs(ctx(t), r.name+".service")
+		return err == nil && len(procs) == 3 // baton and 2 workers
+	})
+}
