@@ -78,6 +78,14 @@ func (s *Supervisor) nextDeadline() time.Time {
 	if s.watchdog > 0 {
 		earlier(s.nextPing)
 	}
+	if !s.stopping {
+		earlier(s.recycleDeadline())
+		for _, sl := range s.slots {
+			if sl.recycle != "" && sl.next == nil {
+				earlier(sl.recycleAfter)
+			}
+		}
+	}
 	if s.stopping && s.upward != nil {
 		earlier(s.nextExtend)
 	}
@@ -121,6 +129,7 @@ func (s *Supervisor) tick() {
 				s.start(sl)
 			}
 		}
+		s.checkRecycling(now)
 	}
 	if s.watchdog > 0 && !now.Before(s.nextPing) {
 		s.ping(now)
@@ -137,8 +146,8 @@ func (s *Supervisor) escalate(w *worker, clock string, limit, overdue time.Durat
 	now := s.now()
 	w.escalated = clock
 	w.failed = true
-	if s.isNext(w) {
-		s.rolloutFailed(fmt.Sprintf("worker %d of generation %d: %s-timeout expired (%s)", w.slot, w.gen, clock, detail))
+	if sl := s.slotOf(w); sl != nil && sl.next == w {
+		s.nextFailed(sl, w, fmt.Sprintf("worker %d of generation %d: %s-timeout expired (%s)", w.slot, w.gen, clock, detail))
 	}
 	w.state = Stopping
 	w.stopReason = clock + "-timeout"

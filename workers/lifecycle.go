@@ -34,15 +34,17 @@ const (
 // rollout, next is the new generation's worker booting beside w; it takes
 // w's place once ready.
 type slot struct {
-	n         int
-	gen       int            // the generation w belongs to (and respawns as)
-	cfg       *config.Config // that generation's config
-	sockets   activation.Set // that generation's sockets
-	w         *worker
-	next      *worker
-	failures  int       // consecutive failures
-	nextSpawn time.Time // when to respawn; zero while a worker runs
-	lastExit  string    // how the last worker ended, for STATUS=
+	n            int
+	gen          int            // the generation w belongs to (and respawns as)
+	cfg          *config.Config // that generation's config
+	sockets      activation.Set // that generation's sockets
+	w            *worker
+	next         *worker
+	recycle      string    // why it is to be recycled; "" when not
+	recycleAfter time.Time // earliest next recycling try, after a failure
+	failures     int       // consecutive failures
+	nextSpawn    time.Time // when to respawn; zero while a worker runs
+	lastExit     string    // how the last worker ended, for STATUS=
 }
 
 func backoff(failures int) time.Duration {
@@ -65,11 +67,7 @@ func (s *Supervisor) start(sl *slot) {
 		s.failed(sl, err.Error())
 		return
 	}
-	w.bootDeadline = addClock(w.spawned, w.cfg.BootTimeout)
-	w.watchdog = w.cfg.WatchdogTimeout
 	sl.w = w
-	s.byPID[w.pid] = w
-	s.workerLog(w).Debugf("spawned worker %d", w.slot)
 }
 
 func (s *Supervisor) onExec(ev execEvent) {
@@ -124,7 +122,7 @@ func (s *Supervisor) onExit(ev exitEvent) {
 		if w.status != "" {
 			why += " (" + w.status + ")"
 		}
-		s.rolloutFailed(fmt.Sprintf("worker %d of generation %d %s", w.slot, w.gen, why))
+		s.nextFailed(sl, w, fmt.Sprintf("worker %d of generation %d %s", w.slot, w.gen, why))
 		return
 	}
 	if sl.w == w {

@@ -139,6 +139,32 @@ func testWorker(mode string) int {
 		notifyUp("READY=1")
 		time.Sleep(150 * time.Millisecond)
 		return 1
+	case "bloat":
+		notifyUp("READY=1")
+		// 64MiB, touched so that it is resident.
+		ballast := make([]byte, 64<<20)
+		for i := range ballast {
+			ballast[i] = byte(i)
+		}
+		code := waitTerm()
+		_ = ballast[len(ballast)-1]
+		return code
+	case "ask-recycle":
+		notifyUp("READY=1")
+		time.Sleep(200 * time.Millisecond)
+		notifyUp("X_BATON_RECYCLE=1")
+		return waitTerm()
+	case "recycle-then-break":
+		// The first worker asks to be recycled and breaks the command for
+		// everyone after it.
+		marker := os.Getenv("BATON_TEST_OUT") + "/broken"
+		if _, err := os.Stat(marker); err == nil {
+			return 1
+		}
+		notifyUp("READY=1")
+		_ = os.WriteFile(marker, nil, 0o600)
+		notifyUp("X_BATON_RECYCLE=1")
+		return waitTerm()
 	case "send-ready":
 		notifyUp("READY=1\nSTATUS=from a child")
 		return 0

@@ -110,6 +110,9 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 	}
 	s.onRequests(w, m, now)
 	s.onClocks(w, m, now)
+	if v, ok := m.Get(FieldRecycle); ok && v == "1" {
+		s.wantRecycle(w, "the worker asked ("+FieldRecycle+"=1)")
+	}
 	if m.Stopping && w.state != Stopping {
 		// The worker is leaving on its own (e.g. it recycles itself): stop
 		// counting it as ready and replace it when it exits.

@@ -137,6 +137,7 @@ func (s *Supervisor) beginReload(req reloadRequest) {
 	for i := 1; i <= req.cfg.Workers; i++ {
 		r.pending = append(r.pending, i)
 	}
+	s.cancelRecycles()
 	s.rollout = r
 	// systemd 252 with ExecReload= and Type=notify-reload (253+) both
 	// understand this pair; READY=1 follows when the rollout ends.
@@ -144,16 +145,25 @@ func (s *Supervisor) beginReload(req reloadRequest) {
 	s.log.WithField("generation", r.gen).Infof("reload (%s): rolling generation %d to generation %d, %d workers, surge %d", req.reason, r.from, r.gen, req.cfg.Workers, req.cfg.Surge)
 }
 
-// advance moves the rollout on after any event.
+// advance moves a rollout or recycling on after any event.
 func (s *Supervisor) advance() {
-	r := s.rollout
-	if r == nil || s.stopping {
+	if s.stopping {
 		return
 	}
+	r := s.rollout
 	for _, sl := range s.slots {
-		if sl.next != nil && sl.next.state == Ready {
-			s.promote(r, sl)
+		if sl.next == nil || sl.next.state != Ready {
+			continue
 		}
+		if r != nil && sl.next.gen == r.gen {
+			s.promote(r, sl)
+		} else {
+			s.promoteRecycled(sl)
+		}
+	}
+	if r == nil {
+		s.advanceRecycles()
+		return
 	}
 	inflight := 0
 	for _, sl := range s.slots {
@@ -215,11 +225,7 @@ func (s *Supervisor) spawnNext(r *rollout, n int) bool {
 		s.rolloutFailed(err.Error())
 		return false
 	}
-	w.bootDeadline = addClock(w.spawned, w.cfg.BootTimeout)
-	w.watchdog = w.cfg.WatchdogTimeout
-	s.byPID[w.pid] = w
 	sl.next = w
-	s.workerLog(w).Debugf("spawned worker %d of generation %d", n, r.gen)
 	return true
 }
 
@@ -228,6 +234,7 @@ func (s *Supervisor) promote(r *rollout, sl *slot) {
 	old := sl.w
 	sl.w, sl.next = sl.next, nil
 	sl.gen, sl.cfg, sl.sockets = r.gen, r.cfg, r.sockets
+	sl.recycle, sl.recycleAfter = "", time.Time{}
 	sl.failures, sl.nextSpawn = 0, time.Time{}
 	r.promoted++
 	if old != nil {
@@ -331,12 +338,6 @@ func (s *Supervisor) record(r *rollout, err error) {
 	if len(s.reloads) > 10 {
 		s.reloads = s.reloads[1:]
 	}
-}
-
-// isNext reports whether w is a new generation's worker not yet promoted.
-func (s *Supervisor) isNext(w *worker) bool {
-	sl := s.slotOf(w)
-	return sl != nil && sl.next == w
 }
 
 func (s *Supervisor) slotOf(w *worker) *slot {

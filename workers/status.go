@@ -27,6 +27,7 @@ type Snapshot struct {
 	Failures   map[int]int    // consecutive failures by slot
 	Reloads    []ReloadResult // the last ten, oldest first
 	Reloading  bool
+	Recycled   int // workers recycled so far
 }
 
 type snapshotRequest struct{ reply chan Snapshot }
@@ -66,6 +67,7 @@ func (s *Supervisor) snapshot() Snapshot {
 	}
 	snap.Reloads = append(snap.Reloads, s.reloads...)
 	snap.Reloading = s.rollout != nil
+	snap.Recycled = s.recycled
 	return snap
 }
 

@@ -80,10 +80,12 @@ type Supervisor struct {
 	notify  *sdnotify.Listener
 	now     func() time.Time
 
-	watchdog   time.Duration // baton's own, from systemd
-	nextPing   time.Time
-	withheld   bool // the last ping was withheld: the pool is unhealthy
-	nextExtend time.Time
+	watchdog       time.Duration // baton's own, from systemd
+	nextPing       time.Time
+	withheld       bool // the last ping was withheld: the pool is unhealthy
+	nextExtend     time.Time
+	nextMemoryPoll time.Time
+	recycled       int // workers recycled so far
 
 	events   chan any
 	requests chan any

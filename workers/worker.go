@@ -51,6 +51,9 @@ type worker struct {
 	requests map[string]time.Time
 	// escalated names the clock that expired, once the ladder started.
 	escalated string
+	// recycleAt and maxRSS are its recycling limits, jittered; zero: none.
+	recycleAt time.Time
+	maxRSS    int64
 	// killAt is when a Stopping worker gets SIGKILL; zero when not set.
 	killAt time.Time
 	// stopReason says why baton is stopping it ("" if it stopped itself).
@@ -140,6 +143,11 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation
 		s.log.WithError(cerr).Warn("close report pipe")
 	}
 	w := &worker{slot: slot, gen: gen, cfg: cfg, sockets: sockets, pid: cmd.Process.Pid, cmd: cmd, state: Starting, spawned: s.now()}
+	w.bootDeadline = addClock(w.spawned, cfg.BootTimeout)
+	w.watchdog = cfg.WatchdogTimeout
+	s.recycleLimits(w)
+	s.byPID[w.pid] = w
+	s.workerLog(w).Debugf("spawned worker %d of generation %d", slot, gen)
 	go s.wait(w, r)
 	return w, nil
 }

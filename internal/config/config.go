@@ -50,6 +50,14 @@ type Config struct {
 	// DefaultTimeoutGrace.
 	TimeoutGrace time.Duration
 
+	// MaxLifetime recycles a worker (a ready replacement first) once it has
+	// lived this long, less up to 10% jitter so workers do not recycle
+	// together. Zero: Infinity.
+	MaxLifetime time.Duration
+	// MaxMemory recycles a worker whose resident memory exceeds it, less up
+	// to 10% jitter. Zero: no limit.
+	MaxMemory int64
+
 	// Surge is how many new workers may boot at once during a reload, beside
 	// the ones they replace. Zero: 1.
 	Surge int

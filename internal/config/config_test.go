@@ -108,6 +108,9 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"zero watchdog", "watchdog-timeout = \"0s\"\n", ":1:1: watchdog-timeout: \"0s\" must be positive (use \"infinity\" to turn the clock off)"},
 		{"negative request", "request-timeout = \"-2s\"\n", "request-timeout: \"-2s\" must be positive"},
 		{"zero grace", "timeout-grace = \"0ms\"\n", "timeout-grace: \"0ms\" must be positive"},
+		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size`},
+		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is not a size`},
+		{"bad lifetime", "max-lifetime = \"forever\"\n", `:1:1: max-lifetime: "forever" is not a duration`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -204,6 +207,19 @@ func TestFlagErrors(t *testing.T) {
 		_, err := resolve(t, tc.args, "app")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "2G": 2 << 30, "100": 100, "64 KiB": 64 << 10, "1M": 1 << 20} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1M", "1.5G", "M", "12X"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
 		}
 	}
 }

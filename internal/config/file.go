@@ -31,6 +31,8 @@ type file struct {
 	TimeoutSignal   *string               `toml:"timeout-signal"`
 	TimeoutGrace    *string               `toml:"timeout-grace"`
 	Surge           *int                  `toml:"surge"`
+	MaxLifetime     *string               `toml:"max-lifetime"`
+	MaxMemory       *string               `toml:"max-memory"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -123,6 +125,7 @@ func parse(path string, data []byte) (*Config, error) {
 		{"watchdog-timeout", f.WatchdogTimeout, &c.WatchdogTimeout},
 		{"request-timeout", f.RequestTimeout, &c.RequestTimeout},
 		{"timeout-grace", f.TimeoutGrace, &c.TimeoutGrace},
+		{"max-lifetime", f.MaxLifetime, &c.MaxLifetime},
 	} {
 		if d.v == nil {
 			continue
@@ -132,6 +135,13 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at(d.key, err)
 		}
 		*d.dst = v
+	}
+	if f.MaxMemory != nil {
+		n, err := ParseSize(*f.MaxMemory)
+		if err != nil {
+			return nil, at("max-memory", err)
+		}
+		c.MaxMemory = n
 	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {

@@ -26,6 +26,8 @@ type Flags struct {
 	timeoutSignal   string
 	timeoutGrace    string
 	surge           int
+	maxLifetime     string
+	maxMemory       string
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -43,7 +45,9 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.requestTimeout, "request-timeout", "", "time one reported request may take (workers that send X_BATON_REQUEST_BEGIN/END) (default infinity: off)")
 	fs.StringVar(&f.timeoutSignal, "timeout-signal", "", "signal sent first when a boot, watchdog or request clock expires (default SIGABRT)")
 	fs.StringVar(&f.timeoutGrace, "timeout-grace", "", fmt.Sprintf("time from timeout-signal to SIGKILL (default %s)", DefaultTimeoutGrace))
-	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload (default 1)")
+	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload or recycling (default 1)")
+	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this long, less up to 10% jitter (default infinity)")
+	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds this, e.g. 512MiB (default: no limit)")
 	return f
 }
 
@@ -90,6 +94,13 @@ func (f *Flags) apply(c *Config) error {
 		}
 		c.MinReady = f.minReady
 	}
+	if changed("max-memory") {
+		n, err := ParseSize(f.maxMemory)
+		if err != nil {
+			return &Error{Key: "--max-memory", Err: err}
+		}
+		c.MaxMemory = n
+	}
 	if changed("surge") {
 		if f.surge < 1 {
 			return flagError("surge", fmt.Sprint(f.surge), errors.New("must be at least 1"))
@@ -112,6 +123,7 @@ func (f *Flags) apply(c *Config) error {
 		{"watchdog-timeout", f.watchdogTimeout, &c.WatchdogTimeout},
 		{"request-timeout", f.requestTimeout, &c.RequestTimeout},
 		{"timeout-grace", f.timeoutGrace, &c.TimeoutGrace},
+		{"max-lifetime", f.maxLifetime, &c.MaxLifetime},
 	} {
 		if !changed(d.name) {
 			continue
@@ -202,6 +214,9 @@ func (c *Config) Finish() error {
 	}
 	if c.Surge == 0 {
 		c.Surge = 1
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = Infinity
 	}
 	if c.WatchdogTimeout == 0 {
 		c.WatchdogTimeout = Infinity

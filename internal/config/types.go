@@ -38,6 +38,27 @@ func FormatDuration(d time.Duration) string {
 	return d.String()
 }
 
+// ParseSize parses a memory size: bytes, or a number with K, M, G (powers
+// of 1024, optionally written KiB, MiB, GiB).
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	num, mult := s, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (want e.g. \"512MiB\" or \"2G\")", s)
+	}
+	return n * mult, nil
+}
+
 // Readiness says when a worker counts as ready.
 type Readiness string
 

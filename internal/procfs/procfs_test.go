@@ -10,6 +10,9 @@ func TestParentAndAlive(t *testing.T) {
 	if got := Parent(os.Getpid()); got != os.Getppid() {
 		t.Errorf("Parent(self) = %d, want %d", got, os.Getppid())
 	}
+	if rss, err := RSS(os.Getpid()); err != nil || rss < 1<<20 {
+		t.Errorf("RSS(self) = %d, %v", rss, err)
+	}
 	if !Alive(os.Getpid()) {
 		t.Error("self not alive")
 	}
