@@ -62,7 +62,15 @@ func TestWorkerAsksToBeRecycled(t *testing.T) {
 
 func TestFailedRecycleKeepsTheWorker(t *testing.T) {
 	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=recycle-then-break", "BATON_TEST_OUT="+t.TempDir())
-	first := p.waitFor("ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
+	servingPID := func(s Snapshot) int {
+		for _, w := range s.Workers {
+			if w.State == Ready {
+				return w.PID
+			}
+		}
+		return 0
+	}
+	first := servingPID(p.waitFor("ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 }))
 	p.waitFor("two failed replacements", 20*time.Second, func(Snapshot) bool {
 		n := 0
 		for _, e := range p.hook.AllEntries() {
@@ -73,14 +81,8 @@ func TestFailedRecycleKeepsTheWorker(t *testing.T) {
 		return n >= 2
 	})
 	snap, _ := p.s.Snapshot()
-	serving := 0
-	for _, w := range snap.Workers {
-		if w.State == Ready {
-			serving = w.PID
-		}
-	}
-	if snap.Ready != 1 || snap.Recycled != 0 || serving != first.Workers[0].PID {
-		t.Errorf("the serving worker was touched: before %+v after %+v", first.Workers, snap.Workers)
+	if snap.Ready != 1 || snap.Recycled != 0 || servingPID(snap) != first {
+		t.Errorf("the serving worker %d was touched: %+v", first, snap.Workers)
 	}
 	p.stop(Graceful)
 }
