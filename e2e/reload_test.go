@@ -160,3 +160,17 @@ func TestScaleUnderLoadFailsNoRequest(t *testing.T) {
 		return err == nil && len(procs) == 3 // baton and 2 workers
 	})
 }
+
+func TestRecyclingByLifetimeUnderLoadFailsNoRequest(t *testing.T) {
+	r := newReloadService(t, "reload-recycle", helloConfig+"max-lifetime = \"1s\"\n")
+	l := startLoad(r.url("/sleep?ms=5"), 8)
+	r.waitFor("8 recycled workers", 60*time.Second, func() bool {
+		return strings.Count(r.readLog(), "recycled: max-lifetime 1s reached") >= 8 || l.failed.Load() > 0
+	})
+	l.waitServed(t, 100)
+	l.finish(t)
+	t.Logf("%d requests while 8 workers recycled, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	if st := r.show("StatusText"); st != "4/4 workers ready, generation 1" {
+		t.Errorf("status %q", st)
+	}
+}

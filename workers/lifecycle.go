@@ -105,6 +105,9 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	age := s.now().Sub(w.spawned).Round(time.Millisecond)
 	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
 	if s.stopping || w.retired {
+		if w.stopReason != "" {
+			how += " (" + w.stopReason + ")"
+		}
 		s.log.WithFields(fields).Infof("worker %d of generation %d %s", w.slot, w.gen, how)
 		s.closeUnusedSockets()
 		return
