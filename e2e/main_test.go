@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	workDir, err = os.MkdirTemp("", "baton-e2e-")
+	// Not under /tmp: the shipped units' PrivateTmp= hides it from the
+	// services, which run the binaries built here.
+	workDir, err = os.MkdirTemp("/run", "baton-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The unit files baton ships (baton units), installed as they are but for
+// the binary's and the config's paths, run an instance that serves through
+// its socket and reloads through ExecReload=.
+func TestShippedUnitsServeAndReload(t *testing.T) {
+	out, err := exec.Command(batonBin, "units", "-o", t.TempDir()).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	confDir := filepath.Join(workDir, "etc-baton")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(workDir, "shipped.log")
+	os.Remove(log)
+	for _, path := range strings.Fields(string(out)) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := strings.ReplaceAll(string(b), "/usr/bin/baton", batonBin)
+		unit = strings.ReplaceAll(unit, "/etc/baton", confDir)
+		if err := os.WriteFile(filepath.Join(mgr.UnitDir, filepath.Base(path)), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropIn := filepath.Join(mgr.UnitDir, "baton@demo.socket.d")
+	if err := os.MkdirAll(dropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dropIn, "listen.conf"), []byte(fmt.Sprintf("[Socket]\nListenStream=\nListenStream=127.0.0.1:%d\n", port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svcDropIn := filepath.Join(mgr.UnitDir, "baton@demo.service.d")
+	if err := os.MkdirAll(svcDropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Two directives cannot work in the sandbox these tests run in, which
+	// is not a booted system: ProtectKernelTunables= (remounting /proc/sys
+	// read-only fails: 226/NAMESPACE) and ProtectControlGroups= (with the
+	// hybrid cgroup mounts here, exec then fails: 203/EXEC). Every other
+	// directive of the shipped unit stays on; the packaging tests in a
+	// booted container are where all of them are proven.
+	if err := os.WriteFile(filepath.Join(svcDropIn, "test.conf"), []byte(fmt.Sprintf("[Service]\nStandardOutput=append:%s\nStandardError=append:%s\nProtectKernelTunables=no\nProtectControlGroups=no\n", log, log)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "demo.toml"), []byte(fmt.Sprintf("command = [%q]\nworkers = 2\n", helloBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Systemctl(ctx(t), "daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer func() { _, _ = mgr.Systemctl(ctx(t), "stop", "baton@demo.service", "baton@demo.socket") }()
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			st, _ := mgr.Systemctl(ctx(t), "status", "baton@demo.service")
+			ml := mgr.Log()
+			if len(ml) > 3000 {
+				ml = ml[len(ml)-3000:]
+			}
+			t.Logf("log:\n%s\nstatus:\n%s\nmanager:\n%s", b, st, ml)
+		}
+	})
+	if _, err := mgr.Systemctl(ctx(t), "start", "baton@demo.socket"); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if code, body := get(t, url); code != 200 || !strings.Contains(body, "generation 1") {
+		t.Fatalf("%d %q", code, body)
+	}
+	if _, err := mgr.Systemctl(ctx(t), "reload", "baton@demo.service"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, url); code != 200 || !strings.Contains(body, "generation 2") {
+		t.Fatalf("after reload: %d %q", code, body)
+	}
+	if st, _ := mgr.Show(ctx(t), "baton@demo.service", "StatusText"); st != "2/2 workers ready, generation 2" {
+		t.Errorf("status %q", st)
+	}
+	if _, err := mgr.Systemctl(ctx(t), "stop", "baton@demo.service"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if procs, _ := mgr.UnitProcs(ctx(t), "baton@demo.service"); len(procs) == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("processes left after stop")
+}
