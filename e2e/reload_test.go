@@ -174,3 +174,31 @@ func TestRecyclingByLifetimeUnderLoadFailsNoRequest(t *testing.T) {
 		t.Errorf("status %q", st)
 	}
 }
+
+// A socket added to the config opens in the reload; a removed one closes
+// once the workers that had it drained.
+func TestReloadAddsAndRemovesSockets(t *testing.T) {
+	admin := freePort(t)
+	base := helloConfig + "[sockets.web]\nlisten = \"tcp://127.0.0.1:1\"\n"
+	r := newReloadService(t, "reload-sockets", base)
+	// web comes from the .socket unit (matched by name); the config's
+	// address for it is ignored, as the log says.
+	if code, _ := get(t, r.url("/")); code != 200 {
+		t.Fatal(code)
+	}
+	adminURL := fmt.Sprintf("http://127.0.0.1:%d/", admin)
+	r.writeConfig(t, base+fmt.Sprintf("[sockets.admin]\nlisten = \"tcp://127.0.0.1:%d\"\n", admin))
+	r.systemctl("reload", r.name+".service")
+	if code, body := get(t, adminURL); code != 200 || !strings.Contains(body, "generation 2") {
+		t.Fatalf("admin socket after reload: %d %q", code, body)
+	}
+	r.writeConfig(t, base)
+	r.systemctl("reload", r.name+".service")
+	r.waitFor("the admin socket to close", 20*time.Second, func() bool {
+		_, err := client.Get(adminURL)
+		return err != nil && strings.Contains(r.readLog(), "closing socket admin")
+	})
+	if code, body := get(t, r.url("/")); code != 200 || !strings.Contains(body, "generation 3") {
+		t.Errorf("web after removing admin: %d %q", code, body)
+	}
+}
