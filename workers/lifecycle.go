@@ -102,6 +102,7 @@ func (s *Supervisor) onExit(ev exitEvent) {
 		s.log.Error(err)
 	}
 	how, clean := describeExit(ev.state, ev.err)
+	s.exits[s.exitReason(w, clean)]++
 	age := s.now().Sub(w.spawned).Round(time.Millisecond)
 	fields := logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen, "age": age.String()}
 	if s.stopping || w.retired {
@@ -241,4 +242,29 @@ func (s *Supervisor) degraded() string {
 		return ""
 	}
 	return "degraded: worker " + strings.Join(looping, ",") + " crash-looping (" + last + ")"
+}
+
+// exitReason classifies an exit for the metrics.
+func (s *Supervisor) exitReason(w *worker, clean bool) string {
+	switch {
+	case w.escalated == "boot":
+		return "boot_timeout"
+	case w.escalated == "watchdog":
+		return "watchdog"
+	case w.escalated == "request":
+		return "request_timeout"
+	case s.stopping:
+		return "stopped"
+	case w.retired && strings.HasPrefix(w.stopReason, "replaced by"):
+		return "replaced"
+	case w.retired && strings.HasPrefix(w.stopReason, "recycled"):
+		return "recycle"
+	case w.retired && w.stopReason == "scaled down":
+		return "scaled_down"
+	case w.retired:
+		return "cancelled"
+	case clean:
+		return "exit"
+	}
+	return "crash"
 }

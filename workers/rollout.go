@@ -335,6 +335,12 @@ func (s *Supervisor) record(r *rollout, err error) {
 		res.Err = err.Error()
 	}
 	s.reloads = append(s.reloads, res)
+	s.reloadSeconds += res.Duration.Seconds()
+	if err != nil {
+		s.reloadsFailed++
+	} else {
+		s.reloadsOK++
+	}
 	if len(s.reloads) > 10 {
 		s.reloads = s.reloads[1:]
 	}

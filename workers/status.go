@@ -14,7 +14,13 @@ type WorkerInfo struct {
 	State                 State
 	Spawned, ReadyAt      time.Time
 	Status                string
+	LastHeartbeat         time.Time // zero: none yet (or not ready)
+	OldestRequest         time.Time // zero: none in flight (or not reported)
+	Retiring              bool      // being replaced, recycled or scaled away
 }
+
+// SocketInfo describes one socket in a Snapshot.
+type SocketInfo struct{ Name, Address, Origin string }
 
 // Snapshot is the pool as the Run goroutine sees it.
 type Snapshot struct {
@@ -28,6 +34,14 @@ type Snapshot struct {
 	Reloads    []ReloadResult // the last ten, oldest first
 	Reloading  bool
 	Recycled   int // workers recycled so far
+	Sockets    []SocketInfo
+	Taken      time.Time
+	Spawns     int            // workers spawned so far
+	Exits      map[string]int // worker exits by reason
+	// ReloadsOK and ReloadsFailed count finished reloads; ReloadSeconds is
+	// their total duration.
+	ReloadsOK, ReloadsFailed int
+	ReloadSeconds            float64
 }
 
 type snapshotRequest struct{ reply chan Snapshot }
@@ -59,15 +73,35 @@ func (s *Supervisor) snapshot() Snapshot {
 		snap.Dropped[k] = v
 	}
 	for _, w := range s.byPID {
-		snap.Workers = append(snap.Workers, WorkerInfo{Slot: w.slot, PID: w.pid, Generation: w.gen, State: w.state, Spawned: w.spawned, ReadyAt: w.readyAt, Status: w.status})
+		_, oldest := w.oldestRequest()
+		snap.Workers = append(snap.Workers, WorkerInfo{
+			Slot: w.slot, PID: w.pid, Generation: w.gen, State: w.state, Spawned: w.spawned, ReadyAt: w.readyAt,
+			Status: w.status, LastHeartbeat: w.lastHeartbeat, OldestRequest: oldest, Retiring: w.retired,
+		})
 	}
-	sort.Slice(snap.Workers, func(i, j int) bool { return snap.Workers[i].Slot < snap.Workers[j].Slot })
+	sort.Slice(snap.Workers, func(i, j int) bool {
+		a, b := snap.Workers[i], snap.Workers[j]
+		if a.Slot != b.Slot {
+			return a.Slot < b.Slot
+		}
+		return a.Spawned.Before(b.Spawned)
+	})
 	for _, sl := range s.slots {
 		snap.Failures[sl.n] = sl.failures
 	}
 	snap.Reloads = append(snap.Reloads, s.reloads...)
 	snap.Reloading = s.rollout != nil
 	snap.Recycled = s.recycled
+	snap.Taken = s.now()
+	snap.Spawns = s.spawns
+	snap.Exits = map[string]int{}
+	for k, v := range s.exits {
+		snap.Exits[k] = v
+	}
+	snap.ReloadsOK, snap.ReloadsFailed, snap.ReloadSeconds = s.reloadsOK, s.reloadsFailed, s.reloadSeconds
+	for _, x := range s.sockets {
+		snap.Sockets = append(snap.Sockets, SocketInfo{Name: x.Name, Address: x.Addr, Origin: string(x.Origin)})
+	}
 	return snap
 }
 

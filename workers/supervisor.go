@@ -92,20 +92,24 @@ type Supervisor struct {
 	done     chan struct{}
 
 	// State below is owned by the Run goroutine.
-	gen           int
-	slots         []*slot
-	byPID         map[int]*worker
-	stopping      bool
-	stopMode      StopMode
-	sentReady     bool
-	lastStatus    string
-	dropped       map[string]int
-	droppedN      int
-	rollout       *rollout
-	held          activation.Set // every socket owned, each closed once
-	lastReloadErr string
-	lastGen       int // the highest generation ever started
-	reloads       []ReloadResult
+	gen                      int
+	slots                    []*slot
+	byPID                    map[int]*worker
+	stopping                 bool
+	stopMode                 StopMode
+	sentReady                bool
+	lastStatus               string
+	dropped                  map[string]int
+	exits                    map[string]int // worker exits by reason
+	spawns                   int
+	droppedN                 int
+	rollout                  *rollout
+	held                     activation.Set // every socket owned, each closed once
+	lastReloadErr            string
+	lastGen                  int // the highest generation ever started
+	reloads                  []ReloadResult
+	reloadsOK, reloadsFailed int
+	reloadSeconds            float64
 }
 
 // New validates options and creates the notify socket. Close releases it if
@@ -149,6 +153,7 @@ func New(o Options) (*Supervisor, error) {
 		done:     make(chan struct{}),
 		byPID:    map[int]*worker{},
 		dropped:  map[string]int{},
+		exits:    map[string]int{},
 		gen:      1,
 		lastGen:  1,
 	}

@@ -147,6 +147,7 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation
 	w.watchdog = cfg.WatchdogTimeout
 	s.recycleLimits(w)
 	s.byPID[w.pid] = w
+	s.spawns++
 	s.workerLog(w).Debugf("spawned worker %d of generation %d", slot, gen)
 	go s.wait(w, r)
 	return w, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/workers"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -22,6 +24,8 @@ type controlHandler struct {
 	flags *config.Flags
 	args  []string
 	log   logrus.FieldLogger
+	// metricsSocket is the name of the socket baton serves metrics on.
+	metricsSocket string
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
@@ -38,7 +42,17 @@ func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) 
 	if !ok {
 		return "", errors.New("baton is stopping")
 	}
-	set, opened, err := activation.Rebind(cfg.Sockets, current)
+	if cfg.MetricsSocket != h.metricsSocket {
+		h.log.Warnf("metrics-socket changes from %q to %q only at the next start", h.metricsSocket, cfg.MetricsSocket)
+	}
+	// The metrics socket is baton's own: never (re)bound for workers.
+	var forWorkers []config.Socket
+	for _, c := range cfg.Sockets {
+		if c.Name != h.metricsSocket {
+			forWorkers = append(forWorkers, c)
+		}
+	}
+	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
 		h.log.WithError(err).Error("reload refused; nothing changed")
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
@@ -124,4 +138,70 @@ func reloadCommand(args []string) error {
 	}
 	fmt.Printf("%s (%s)\n", msg, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// Status reports the pool, with each worker's resident memory read now.
+func (h *controlHandler) Status(context.Context) (*control.Status, error) {
+	snap, ok := h.sup.Snapshot()
+	if !ok {
+		return nil, errors.New("baton is stopping")
+	}
+	st := &control.Status{
+		Generation: snap.Generation, Status: snap.Status, Workers: snap.Wanted, Ready: snap.Ready,
+		Reloading: snap.Reloading, Recycled: snap.Recycled, Dropped: snap.Dropped,
+		Pool: []control.WorkerStatus{}, Sockets: []control.SocketStatus{}, Reloads: []control.ReloadStatus{},
+	}
+	for _, w := range snap.Workers {
+		ws := control.WorkerStatus{
+			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: string(w.State), Retiring: w.Retiring,
+			Age: snap.Taken.Sub(w.Spawned).Seconds(), Status: w.Status,
+		}
+		if !w.LastHeartbeat.IsZero() {
+			v := snap.Taken.Sub(w.LastHeartbeat).Seconds()
+			ws.Heartbeat = &v
+		}
+		if !w.OldestRequest.IsZero() {
+			v := snap.Taken.Sub(w.OldestRequest).Seconds()
+			ws.Request = &v
+		}
+		if rss, err := procfs.RSS(w.PID); err == nil {
+			ws.RSS = &rss
+		}
+		st.Pool = append(st.Pool, ws)
+	}
+	for _, x := range snap.Sockets {
+		st.Sockets = append(st.Sockets, control.SocketStatus{Name: x.Name, Address: x.Address, Origin: x.Origin})
+	}
+	for _, r := range snap.Reloads {
+		st.Reloads = append(st.Reloads, control.ReloadStatus{Generation: r.Generation, Started: r.Started.UTC(), Duration: r.Duration.Seconds(), OK: r.Err == "", Error: r.Err})
+	}
+	return st, nil
+}
+
+// statusCommand is `baton status [--json]`.
+func statusCommand(args []string) error {
+	fs := pflag.NewFlagSet("baton status", pflag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
+	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if *path == "" {
+		return usageError{errors.New("no control socket: pass --control SOCKET (baton run logs where it is), or run where RUNTIME_DIRECTORY is set")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := control.GetStatus(ctx, *path)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.WriteTable(os.Stdout)
 }

@@ -26,6 +26,7 @@ const usage = `usage: baton COMMAND [FLAGS]
 commands:
   run [FLAGS] [--] PROGRAM [ARGS]   run and supervise workers of PROGRAM
   reload [--wait]                   roll a new generation of workers (re-reads the config)
+  status [--json]                   show the workers, sockets and reloads
   units [-o DIR]                    print (or write) the systemd unit files
   version                           print the version
   help                              print this help
@@ -54,6 +55,8 @@ func dispatch(args []string) int {
 		err = runCommand(args[1:])
 	case "reload":
 		err = reloadCommand(args[1:])
+	case "status":
+		err = statusCommand(args[1:])
 	case "units":
 		err = unitsCommand(args[1:])
 	case "version", "--version":

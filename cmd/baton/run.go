@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/metrics"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/batonhq/baton/internal/unitcheck"
@@ -65,6 +67,14 @@ func runCommand(args []string) error {
 	for _, s := range sockets {
 		log.WithFields(logrus.Fields{"socket": s.Name, "address": s.Addr, "origin": s.Origin}).Infof("socket %s on %s (%s)", s.Name, s.Addr, s.Origin)
 	}
+	var metricsSock *activation.Socket
+	if cfg.MetricsSocket != "" {
+		sockets, metricsSock = splitSocket(sockets, cfg.MetricsSocket)
+		if metricsSock == nil {
+			return errors.Join(&config.Error{File: cfg.Path, Key: "metrics-socket", Err: fmt.Errorf("no socket named %q: configure [sockets.%s] or pass it from systemd with FileDescriptorName=%s", cfg.MetricsSocket, cfg.MetricsSocket, cfg.MetricsSocket)}, sockets.Close())
+		}
+		defer metricsSock.Close()
+	}
 	if len(sockets) == 0 {
 		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
 	}
@@ -103,7 +113,7 @@ func runCommand(args []string) error {
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket}
 	if *controlPath == "" {
 		*controlPath = defaultControlPath()
 	}
@@ -119,6 +129,23 @@ func runCommand(args []string) error {
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
 	go func() { ctlDone <- ctl.Serve(ctx) }()
+	metricsDone := make(chan error, 1)
+	if metricsSock != nil {
+		l, err := net.FileListener(metricsSock.File)
+		if err != nil {
+			stopControl()
+			return errors.Join(fmt.Errorf("metrics socket %s: %w", metricsSock.Name, err), <-ctlDone, sup.Close())
+		}
+		h, err := metrics.Handler(sup.Snapshot)
+		if err != nil {
+			stopControl()
+			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
+		}
+		log.Infof("metrics on %s (%s) at /metrics", metricsSock.Name, metricsSock.Addr)
+		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
+	} else {
+		metricsDone <- nil
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
@@ -151,7 +178,21 @@ func runCommand(args []string) error {
 	}()
 	runErr := sup.Run(context.Background())
 	stopControl()
-	return errors.Join(runErr, <-ctlDone)
+	return errors.Join(runErr, <-ctlDone, <-metricsDone)
+}
+
+// splitSocket takes the socket called name out of set.
+func splitSocket(set activation.Set, name string) (activation.Set, *activation.Socket) {
+	var rest activation.Set
+	var found *activation.Socket
+	for _, s := range set {
+		if s.Name == name && found == nil {
+			found = s
+			continue
+		}
+		rest = append(rest, s)
+	}
+	return rest, found
 }
 
 // checkUnit reads baton's own unit from systemd over D-Bus and warns about

@@ -62,6 +62,11 @@ type Config struct {
 	// the ones they replace. Zero: 1.
 	Surge int
 
+	// MetricsSocket names the socket (configured, or passed by systemd) on
+	// which baton itself serves Prometheus metrics at /metrics; it is not
+	// passed to workers. Empty: no metrics.
+	MetricsSocket string
+
 	// Sockets are the sockets baton binds when systemd did not pass them,
 	// in declaration order, which is the order workers see them in.
 	Sockets []Socket

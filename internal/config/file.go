@@ -33,6 +33,7 @@ type file struct {
 	Surge           *int                  `toml:"surge"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MetricsSocket   *string               `toml:"metrics-socket"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -135,6 +136,12 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at(d.key, err)
 		}
 		*d.dst = v
+	}
+	if f.MetricsSocket != nil {
+		if err := checkName(*f.MetricsSocket); err != nil {
+			return nil, at("metrics-socket", err)
+		}
+		c.MetricsSocket = *f.MetricsSocket
 	}
 	if f.MaxMemory != nil {
 		n, err := ParseSize(*f.MaxMemory)

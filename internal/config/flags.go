@@ -28,6 +28,7 @@ type Flags struct {
 	surge           int
 	maxLifetime     string
 	maxMemory       string
+	metricsSocket   string
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -47,6 +48,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.timeoutGrace, "timeout-grace", "", fmt.Sprintf("time from timeout-signal to SIGKILL (default %s)", DefaultTimeoutGrace))
 	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload or recycling (default 1)")
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this long, less up to 10% jitter (default infinity)")
+	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds this, e.g. 512MiB (default: no limit)")
 	return f
 }
@@ -93,6 +95,12 @@ func (f *Flags) apply(c *Config) error {
 			return flagError("min-ready", fmt.Sprint(f.minReady), errors.New("must be at least 1"))
 		}
 		c.MinReady = f.minReady
+	}
+	if changed("metrics-socket") {
+		if err := checkName(f.metricsSocket); err != nil {
+			return &Error{Key: "--metrics-socket", Err: err}
+		}
+		c.MetricsSocket = f.metricsSocket
 	}
 	if changed("max-memory") {
 		n, err := ParseSize(f.maxMemory)

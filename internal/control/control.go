@@ -22,16 +22,17 @@ import (
 
 // Request is what a client asks.
 type Request struct {
-	Command string `json:"command"`         // "reload", "scale"
+	Command string `json:"command"`         // "reload", "scale", "status"
 	Wait    bool   `json:"wait,omitempty"`  // reload: answer when it finished
 	Delta   int    `json:"delta,omitempty"` // scale: workers to add (or drain)
 }
 
 // Response is the answer: OK with a message, or an error.
 type Response struct {
-	OK      bool   `json:"ok"`
-	Message string `json:"message,omitempty"`
-	Error   string `json:"error,omitempty"`
+	OK      bool    `json:"ok"`
+	Message string  `json:"message,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Status  *Status `json:"status,omitempty"`
 }
 
 // Handler carries out requests. cmd/baton implements it over the
@@ -39,6 +40,7 @@ type Response struct {
 type Handler interface {
 	Reload(ctx context.Context, wait bool) (string, error)
 	Scale(ctx context.Context, delta int) (string, error)
+	Status(ctx context.Context) (*Status, error)
 }
 
 // Server accepts control connections.
@@ -117,7 +119,10 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) error {
 		return fmt.Errorf("control request: %w", err)
 	}
 	var msg string
+	var st *Status
 	switch req.Command {
+	case "status":
+		st, err = s.h.Status(ctx)
 	case "reload":
 		msg, err = s.h.Reload(ctx, req.Wait)
 	case "scale":
@@ -125,7 +130,7 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) error {
 	default:
 		err = fmt.Errorf("unknown command %q", req.Command)
 	}
-	resp := Response{OK: err == nil, Message: msg}
+	resp := Response{OK: err == nil, Message: msg, Status: st}
 	if err != nil {
 		resp.Error = err.Error()
 	}
@@ -155,28 +160,48 @@ func checkPeer(conn *net.UnixConn) error {
 }
 
 // Call sends one request to the control socket at path and returns the
-// response; a response with OK false comes back as an error.
+// response's message; a response with OK false comes back as an error.
 func Call(ctx context.Context, path string, req Request) (string, error) {
+	resp, err := roundTrip(ctx, path, req)
+	if err != nil {
+		return "", err
+	}
+	return resp.Message, nil
+}
+
+// GetStatus asks for the pool's status.
+func GetStatus(ctx context.Context, path string) (*Status, error) {
+	resp, err := roundTrip(ctx, path, Request{Command: "status"})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, errors.New("baton sent no status")
+	}
+	return resp.Status, nil
+}
+
+func roundTrip(ctx context.Context, path string, req Request) (*Response, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return "", fmt.Errorf("connect to baton at %s: %w", path, err)
+		return nil, fmt.Errorf("connect to baton at %s: %w", path, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return "", fmt.Errorf("send to baton: %w", err)
+		return nil, fmt.Errorf("send to baton: %w", err)
 	}
 	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
-		return "", fmt.Errorf("read answer from baton: %w", err)
+		return nil, fmt.Errorf("read answer from baton: %w", err)
 	}
 	if !resp.OK {
-		return "", errors.New(resp.Error)
+		return nil, errors.New(resp.Error)
 	}
-	return resp.Message, nil
+	return &resp, nil
 }

@@ -23,6 +23,10 @@ func (f fakeHandler) Reload(_ context.Context, wait bool) (string, error) {
 	return "reload started", nil
 }
 
+func (f fakeHandler) Status(context.Context) (*Status, error) {
+	return &Status{Generation: 3, Status: "2/2 workers ready, generation 3", Pool: []WorkerStatus{{Slot: 1, PID: 10, State: "ready"}}}, nil
+}
+
 func (f fakeHandler) Scale(_ context.Context, delta int) (string, error) {
 	return "scaled by " + string(rune('0'+delta)), nil
 }
@@ -59,6 +63,10 @@ func TestReloadRoundTrip(t *testing.T) {
 	msg, err := Call(context.Background(), path, Request{Command: "reload", Wait: true})
 	if err != nil || msg != "reloaded" {
 		t.Errorf("%q %v", msg, err)
+	}
+	st, err := GetStatus(context.Background(), path)
+	if err != nil || st.Generation != 3 || st.Pool[0].PID != 10 {
+		t.Errorf("status %+v %v", st, err)
 	}
 	msg, err = Call(context.Background(), path, Request{Command: "scale", Delta: 2})
 	if err != nil || msg != "scaled by 2" {
