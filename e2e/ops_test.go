@@ -163,3 +163,56 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAgainstTheUnit(t *testing.T) {
+	cfg := filepath.Join(workDir, "check.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("command = [%q]\nworkers = 2\n\n[sockets.web]\nlisten = \"tcp://127.0.0.1:8080\"\n", helloBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := "Type=notify\nNotifyAccess=main\nKillMode=mixed\nWatchdogSec=30\nTimeoutStopSec=45\nFileDescriptorStoreMax=16\nExecStart=/bin/true\nExecReload=/bin/true\n"
+	for _, tc := range []struct {
+		name, unit string
+		code       int
+		want       []string
+	}{
+		{"check-good", good, 0, []string{"check-good.service: consistent with the config"}},
+		{"check-short", strings.Replace(good, "TimeoutStopSec=45", "TimeoutStopSec=5", 1), 1, []string{
+			"check-short.service: error: TimeoutStopSec=5s of check-short.service is shorter than graceful-timeout 30s plus timeout-grace 5s",
+			"set TimeoutStopSec=40s in [Service]",
+		}},
+		{"check-nostore", strings.Replace(good, "FileDescriptorStoreMax=16\n", "", 1), 1, []string{
+			"check-nostore.service: error: baton binds web itself (no .socket unit passes it) but FileDescriptorStoreMax=0",
+			"set FileDescriptorStoreMax=16 in [Service]",
+		}},
+		{"check-cgroup", strings.Replace(good, "KillMode=mixed", "KillMode=control-group", 1), 1, []string{"KillMode=control-group: systemctl stop sends SIGTERM to every worker at once"}},
+	} {
+		if err := mgr.WriteUnit(ctx(t), tc.name+".service", "[Service]\n"+tc.unit); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(batonBin, "check", "-c", cfg, "--unit", tc.name+".service")
+		cmd.Env = mgr.Env()
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d\n%s", tc.name, code, tc.code, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, out)
+			}
+		}
+	}
+	// A bad config is reported with its position, before any unit check.
+	if err := os.WriteFile(cfg, []byte("workers = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(batonBin, "check", "-c", cfg).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), cfg+":1:1: workers: 0: must be at least 1") {
+		t.Errorf("bad config: %v\n%s", err, out)
+	}
+}

@@ -27,6 +27,7 @@ commands:
   run [FLAGS] [--] PROGRAM [ARGS]   run and supervise workers of PROGRAM
   reload [--wait]                   roll a new generation of workers (re-reads the config)
   status [--json]                   show the workers, sockets and reloads
+  check [-c FILE] [--unit UNIT]     validate the config, and the unit that runs it
   units [-o DIR]                    print (or write) the systemd unit files
   version                           print the version
   help                              print this help
@@ -55,6 +56,8 @@ func dispatch(args []string) int {
 		err = runCommand(args[1:])
 	case "reload":
 		err = reloadCommand(args[1:])
+	case "check":
+		err = checkCommand(args[1:])
 	case "status":
 		err = statusCommand(args[1:])
 	case "units":

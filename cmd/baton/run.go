@@ -215,8 +215,13 @@ func checkUnit(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) 
 		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
 		return
 	}
-	for _, f := range unitcheck.StopBudget(cfg, svc) {
-		log.WithField("unit", unit).Warn(f.String())
+	for _, f := range unitcheck.Check(cfg, svc) {
+		entry := log.WithField("unit", unit)
+		if f.Severity == unitcheck.Error {
+			entry.Error(f.String())
+		} else {
+			entry.Warn(f.String())
+		}
 	}
 }
 

@@ -35,6 +35,9 @@ type Service struct {
 	KillMode               string
 	NotifyAccess           string
 	ExecReload             bool // whether ExecReload= is set
+	// SocketNames are the FileDescriptorName= of the .socket units that
+	// trigger the service: the sockets systemd passes it.
+	SocketNames []string
 }
 
 // Conn is a connection to one service manager.
@@ -106,6 +109,23 @@ func (c *Conn) Service(ctx context.Context, unit string) (*Service, error) {
 	s.Watchdog = usec(props["WatchdogUSec"])
 	if v, ok := props["ExecReload"].([][]any); ok {
 		s.ExecReload = len(v) > 0
+	}
+	p, err := c.c.GetUnitPropertyContext(ctx, unit, "TriggeredBy")
+	if err != nil {
+		return nil, fmt.Errorf("read properties of %s: %w", unit, err)
+	}
+	triggers, _ := p.Value.Value().([]string)
+	for _, t := range triggers {
+		if filepath.Ext(t) != ".socket" {
+			continue
+		}
+		sp, err := c.c.GetUnitTypePropertyContext(ctx, t, "Socket", "FileDescriptorName")
+		if err != nil {
+			return nil, fmt.Errorf("read properties of %s: %w", t, err)
+		}
+		if name, ok := sp.Value.Value().(string); ok {
+			s.SocketNames = append(s.SocketNames, name)
+		}
 	}
 	return s, nil
 }

@@ -14,8 +14,9 @@ import (
 
 // Finding is one inconsistency.
 type Finding struct {
-	Problem string // what is wrong
-	Fix     string // the unit line to change, e.g. "TimeoutStopSec=40s"
+	Severity Severity
+	Problem  string // what is wrong
+	Fix      string // the unit line to change, e.g. "TimeoutStopSec=40s"
 }
 
 func (f Finding) String() string { return f.Problem + "; set " + f.Fix + " in [Service]" }

@@ -28,3 +28,34 @@ func TestStopBudget(t *testing.T) {
 		t.Errorf("infinite drain: %v", f)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	web, _ := config.ParseAddress("127.0.0.1:8080")
+	admin, _ := config.ParseAddress("unix:///run/admin.sock")
+	c := &config.Config{Command: []string{"app"}, Sockets: []config.Socket{{Name: "web", Address: web}, {Name: "admin", Address: admin}}}
+	if err := c.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	good := &sdbus.Service{Unit: "app.service", Type: "notify", NotifyAccess: "main", KillMode: "mixed", TimeoutStop: time.Minute, Watchdog: 30 * time.Second, ExecReload: true, FileDescriptorStoreMax: 16}
+	if f := Check(c, good); len(f) != 0 {
+		t.Errorf("good unit: %v", f)
+	}
+	bad := &sdbus.Service{Unit: "app.service", Type: "simple", NotifyAccess: "all", KillMode: "control-group", TimeoutStop: 10 * time.Second, SocketNames: []string{"web"}}
+	var got []string
+	for _, f := range Check(c, bad) {
+		got = append(got, string(f.Severity)+": "+f.Fix)
+	}
+	want := []string{
+		"error: TimeoutStopSec=40s", "error: Type=notify", "warning: NotifyAccess=main", "error: KillMode=mixed",
+		"warning: WatchdogSec=30s", "warning: ExecReload=/usr/bin/baton reload --wait", "error: FileDescriptorStoreMax=16",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// web comes from the .socket unit: only admin needs the store.
+	for _, f := range Check(c, bad) {
+		if f.Fix == "FileDescriptorStoreMax=16" && !strings.Contains(f.Problem, "baton binds admin itself") {
+			t.Errorf("fd store finding: %s", f.Problem)
+		}
+	}
+}

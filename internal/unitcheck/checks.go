@@ -1,0 +1,79 @@
+package unitcheck
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/sdbus"
+)
+
+// Severity says whether a finding breaks a guarantee (Error) or weakens one
+// (Warning).
+type Severity string
+
+const (
+	Error   Severity = "error"
+	Warning Severity = "warning"
+)
+
+// Check compares everything baton depends on in its unit with cfg.
+func Check(c *config.Config, s *sdbus.Service) []Finding {
+	var out []Finding
+	add := func(sev Severity, problem, fix string) {
+		out = append(out, Finding{Severity: sev, Problem: problem, Fix: fix})
+	}
+	for _, f := range StopBudget(c, s) {
+		f.Severity = Error
+		out = append(out, f)
+	}
+	switch s.Type {
+	case "notify", "notify-reload":
+	default:
+		add(Error, fmt.Sprintf("Type=%s: systemd does not wait for baton's READY=1, so the service counts as started before any worker is ready", s.Type), "Type=notify")
+	}
+	switch s.NotifyAccess {
+	case "main", "exec":
+	case "all":
+		add(Warning, "NotifyAccess=all lets every worker send systemd STATUS= and READY=1 over baton's head; workers talk to baton's own socket, so main suffices", "NotifyAccess=main")
+	default:
+		add(Error, fmt.Sprintf("NotifyAccess=%s: systemd ignores baton's READY=1, STATUS= and WATCHDOG=1", s.NotifyAccess), "NotifyAccess=main")
+	}
+	switch s.KillMode {
+	case "mixed":
+	case "control-group":
+		add(Error, "KillMode=control-group: systemctl stop sends SIGTERM to every worker at once, racing baton's phased drain", "KillMode=mixed")
+	case "process":
+		add(Warning, "KillMode=process: workers left behind when baton dies are never killed", "KillMode=mixed")
+	default:
+		add(Error, fmt.Sprintf("KillMode=%s: nothing stops the workers with the service", s.KillMode), "KillMode=mixed")
+	}
+	if s.Watchdog == 0 {
+		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)", "WatchdogSec=30s")
+	}
+	if !s.ExecReload {
+		add(Warning, "no ExecReload=: systemctl reload cannot roll a new generation nor report whether it worked", "ExecReload=/usr/bin/baton reload --wait")
+	}
+	var own []string
+	for _, sock := range c.Sockets {
+		if sock.Name != c.MetricsSocket && !slices.Contains(s.SocketNames, sock.Name) {
+			own = append(own, sock.Name)
+		}
+	}
+	if c.MetricsSocket != "" && !slices.Contains(s.SocketNames, c.MetricsSocket) {
+		own = append(own, c.MetricsSocket)
+	}
+	if len(own) > 0 && int(s.FileDescriptorStoreMax) < len(own) {
+		add(Error, fmt.Sprintf("baton binds %s itself (no .socket unit passes %s) but FileDescriptorStoreMax=%d: those sockets close on every restart and crash, refusing connections",
+			strings.Join(own, ", "), plural(len(own), "it", "them"), s.FileDescriptorStoreMax), fmt.Sprintf("FileDescriptorStoreMax=%d", max(16, len(own))))
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
