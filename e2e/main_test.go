@@ -27,6 +27,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if out := os.Getenv("BATON_E2E_FAKE_JOURNALD"); out != "" {
+		os.Exit(fakeJournald(out))
+	}
 	os.Exit(run(m))
 }
 

@@ -45,6 +45,10 @@ type Options struct {
 	Log logrus.FieldLogger
 	// Stdout and Stderr are the workers' output. Zero: baton's own.
 	Stdout, Stderr io.Writer
+	// OnOutput, when set, receives the workers' output line by line
+	// instead, each with its worker, so logs say who wrote what. It is
+	// called from one goroutine per worker stream.
+	OnOutput func(Line)
 	// Watchdog is baton's own WATCHDOG_USEC from systemd: the supervisor
 	// sends WATCHDOG=1 at half this interval while the pool is healthy.
 	// Zero: systemd watches nothing, nothing is sent.
@@ -69,16 +73,17 @@ const FastStopTimeout = time.Second
 // Supervisor runs the pool. Create it with New, drive it with Run, and talk
 // to it from other goroutines only through its methods, which send events.
 type Supervisor struct {
-	cfg     *config.Config
-	sockets activation.Set
-	shim    string
-	env     []string
-	upward  Notifier
-	log     logrus.FieldLogger
-	stdout  io.Writer
-	stderr  io.Writer
-	notify  *sdnotify.Listener
-	now     func() time.Time
+	cfg      *config.Config
+	sockets  activation.Set
+	shim     string
+	env      []string
+	upward   Notifier
+	log      logrus.FieldLogger
+	stdout   io.Writer
+	stderr   io.Writer
+	onOutput func(Line)
+	notify   *sdnotify.Listener
+	now      func() time.Time
 
 	watchdog       time.Duration // baton's own, from systemd
 	nextPing       time.Time
@@ -146,7 +151,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
-		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr,
+		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput,
 		notify: l, now: time.Now, watchdog: o.Watchdog,
 		events:   make(chan any, 64),
 		requests: make(chan any),

@@ -128,15 +128,28 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation
 	cmd.ExtraFiles = files
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	var rOut, wOut, rErr, wErr *os.File
+	if s.onOutput != nil {
+		if rOut, wOut, rErr, wErr, err = outputPipes(); err != nil {
+			return nil, fmt.Errorf("spawn worker %d: output pipes: %w", slot, errors.Join(err, r.Close(), wpipe.Close()))
+		}
+		cmd.Stdout, cmd.Stderr = wOut, wErr
+	}
 	// Its own process group, so that SIGKILL reaches whatever the worker
 	// forked (as systemd's KillMode=mixed does with the cgroup) and a
 	// terminal's Ctrl-C reaches baton only, which then stops the pool.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	// Our copy of the write end must go, whatever happened, or EOF never
+	// Our copies of the write ends must go, whatever happened, or EOF never
 	// comes.
 	cerr := wpipe.Close()
+	if wOut != nil {
+		cerr = errors.Join(cerr, wOut.Close(), wErr.Close())
+	}
 	if err != nil {
+		if rOut != nil {
+			err = errors.Join(err, rOut.Close(), rErr.Close())
+		}
 		return nil, fmt.Errorf("spawn worker %d: %w", slot, errors.Join(err, r.Close()))
 	}
 	if cerr != nil {
@@ -149,6 +162,10 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation
 	s.byPID[w.pid] = w
 	s.spawns++
 	s.workerLog(w).Debugf("spawned worker %d of generation %d", slot, gen)
+	if rOut != nil {
+		go s.pump(rOut, w, "stdout")
+		go s.pump(rErr, w, "stderr")
+	}
 	go s.wait(w, r)
 	return w, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/logging"
 	"github.com/batonhq/baton/internal/metrics"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
@@ -31,7 +32,7 @@ func runCommand(args []string) error {
 		fmt.Fprintf(os.Stderr, "usage: baton run [FLAGS] [--] PROGRAM [ARGS]\n\n%s", fs.FlagUsages())
 	}
 	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := fs.String("log-format", "auto", "log format: auto (journal when stderr is journald's, else text), text, json or journal")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
 	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
 	if err := fs.Parse(args); err != nil {
@@ -44,7 +45,7 @@ func runCommand(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(*logFormat, *logLevel)
+	log, err := logging.New(*logFormat, *logLevel, os.Stderr)
 	if err != nil {
 		return usageError{err}
 	}
@@ -107,6 +108,7 @@ func runCommand(args []string) error {
 
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log, Watchdog: watchdog,
+		OnOutput: workerOutput(log, cfg.Command[0]),
 	})
 	if err != nil {
 		return errors.Join(err, sockets.Close())
@@ -245,21 +247,19 @@ func runtimeDirectory() (string, func(), error) {
 	return d, func() { _ = os.RemoveAll(d) }, nil
 }
 
-func newLogger(format, level string) (*logrus.Logger, error) {
-	log := logrus.New()
-	log.SetOutput(os.Stderr)
-	switch format {
-	case "text":
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	case "json":
-		log.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+// workerOutput logs a worker's line with its worker's fields. A line that
+// starts with a syslog priority, "<3>...", keeps it, as journald would.
+func workerOutput(log logrus.FieldLogger, command string) func(workers.Line) {
+	ident := filepath.Base(command)
+	return func(l workers.Line) {
+		level, text := logrus.InfoLevel, l.Text
+		if len(text) >= 3 && text[0] == '<' && text[2] == '>' && text[1] >= '0' && text[1] <= '7' {
+			level = [...]logrus.Level{logrus.ErrorLevel, logrus.ErrorLevel, logrus.ErrorLevel, logrus.ErrorLevel,
+				logrus.WarnLevel, logrus.InfoLevel, logrus.InfoLevel, logrus.DebugLevel}[text[1]-'0']
+			text = text[3:]
+		}
+		log.WithFields(logrus.Fields{
+			"worker": l.Slot, "pid": l.PID, "generation": l.Generation, "stream": l.Stream, "syslog_identifier": ident,
+		}).Log(level, text)
 	}
-	lvl, err := logrus.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warning or error", level)
-	}
-	log.SetLevel(lvl)
-	return log, nil
 }
