@@ -318,6 +318,7 @@ func (s *Supervisor) finishRollout(r *rollout) {
 	if r.sockets.Names() != s.sockets.Names() || len(s.notIn(s.sockets, r.sockets)) > 0 {
 		s.log.Infof("sockets now %s (were %s)", r.sockets.Names(), s.sockets.Names())
 	}
+	s.storeNew(s.sockets, r.sockets)
 	s.sockets = r.sockets
 	s.closeUnusedSockets()
 	s.lastReloadErr = ""

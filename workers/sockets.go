@@ -24,6 +24,9 @@ func (s *Supervisor) notIn(a, b activation.Set) activation.Set {
 func (s *Supervisor) closeSockets(set activation.Set) {
 	for _, sock := range set {
 		s.held = removeSocket(s.held, sock)
+		if !s.stopping && !s.named(sock.Name) {
+			s.unstore(sock.Name)
+		}
 		if !s.stopping {
 			s.log.WithField("socket", sock.Name).Infof("closing socket %s (%s)", sock.Name, sock.Addr)
 		}
@@ -80,4 +83,56 @@ func removeSocket(set activation.Set, x *activation.Socket) activation.Set {
 		}
 	}
 	return out
+}
+
+// named reports whether the current set (or a rollout's) has a socket
+// called name.
+func (s *Supervisor) named(name string) bool {
+	for _, x := range s.sockets {
+		if x.Name == name {
+			return true
+		}
+	}
+	if s.rollout != nil {
+		for _, x := range s.rollout.sockets {
+			if x.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// storeNew hands the sockets a reload bound to the fd store. A socket that
+// moved (same name, new address) first drops the old entry, so that a
+// restart does not bring back both.
+func (s *Supervisor) storeNew(old, next activation.Set) {
+	if s.store == nil {
+		return
+	}
+	for _, x := range s.notIn(next, old) {
+		if x.Origin != activation.Bound {
+			continue
+		}
+		for _, o := range old {
+			if o.Name == x.Name {
+				s.unstore(x.Name)
+				break
+			}
+		}
+		if err := s.store.FDStore(x.Name, int(x.File.Fd())); err != nil {
+			s.log.WithError(err).Warnf("socket %s: fd store", x.Name)
+		}
+	}
+}
+
+func (s *Supervisor) unstore(name string) {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.FDStoreRemove(name); err != nil {
+		s.log.WithError(err).Warnf("socket %s: remove from the fd store", name)
+		return
+	}
+	s.log.Infof("socket %s: asked systemd to drop it from the fd store", name)
 }

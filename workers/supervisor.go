@@ -22,6 +22,13 @@ type Notifier interface {
 	Send(state string, fds ...int) error
 }
 
+// FDStore is systemd's file descriptor store, where sockets baton bound
+// itself outlive baton. cmd/baton passes its sdnotify.Sender.
+type FDStore interface {
+	FDStore(name string, fds ...int) error
+	FDStoreRemove(name string) error
+}
+
 // Options configure a Supervisor. Zero values are documented per field.
 type Options struct {
 	// Config is the validated configuration. Required.
@@ -45,6 +52,10 @@ type Options struct {
 	Log logrus.FieldLogger
 	// Stdout and Stderr are the workers' output. Zero: baton's own.
 	Stdout, Stderr io.Writer
+	// Store, when set, keeps the sockets baton binds in a reload (and
+	// forgets the ones a reload drops). Zero: no fd store; cmd/baton stores
+	// the sockets it bound at start itself.
+	Store FDStore
 	// OnOutput, when set, receives the workers' output line by line
 	// instead, each with its worker, so logs say who wrote what. It is
 	// called from one goroutine per worker stream.
@@ -82,6 +93,7 @@ type Supervisor struct {
 	stdout   io.Writer
 	stderr   io.Writer
 	onOutput func(Line)
+	store    FDStore
 	notify   *sdnotify.Listener
 	now      func() time.Time
 
@@ -151,7 +163,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
-		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput,
+		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput, store: o.Store,
 		notify: l, now: time.Now, watchdog: o.Watchdog,
 		events:   make(chan any, 64),
 		requests: make(chan any),

@@ -50,6 +50,19 @@ func runCommand(args []string) error {
 		return usageError{err}
 	}
 
+	// Under systemd: the notify socket upwards, and the unit's settings,
+	// read once, for the checks and to tell sockets of .socket units from
+	// fd store entries.
+	var upward *sdnotify.Sender
+	var unit *sdbus.Service
+	switch s, err := sdnotify.SenderFromEnv(); {
+	case err == nil:
+		upward = s
+		unit = readOwnUnit(log)
+	case !errors.Is(err, sdnotify.ErrNoSocket):
+		return err
+	}
+
 	inherited, err := activation.Inherit(activation.OSEnviron())
 	if err != nil {
 		return err
@@ -65,6 +78,7 @@ func runCommand(args []string) error {
 	for _, n := range notes {
 		log.Warn(n)
 	}
+	sockets = dropStale(sockets, cfg, unit, upward, log)
 	for _, s := range sockets {
 		log.WithFields(logrus.Fields{"socket": s.Name, "address": s.Addr, "origin": s.Origin}).Infof("socket %s on %s (%s)", s.Name, s.Addr, s.Origin)
 	}
@@ -86,15 +100,14 @@ func runCommand(args []string) error {
 	}
 	defer cleanup()
 
-	var upward workers.Notifier
-	switch s, err := sdnotify.SenderFromEnv(); {
-	case err == nil:
-		upward = s
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		go checkUnit(ctx, cfg, log)
-	case !errors.Is(err, sdnotify.ErrNoSocket):
-		return errors.Join(err, sockets.Close())
+	if unit != nil {
+		reportUnit(cfg, unit, log)
+	}
+	var notifier workers.Notifier
+	var store workers.FDStore
+	if upward != nil {
+		notifier, store = upward, upward
+		storeBound(sockets, metricsSock, upward, log)
 	}
 	// systemd's watchdog on baton itself (WatchdogSec=), checked against
 	// WATCHDOG_PID as sd_watchdog_enabled(3) does.
@@ -107,7 +120,7 @@ func runCommand(args []string) error {
 	}
 
 	sup, err := workers.New(workers.Options{
-		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: upward, Log: log, Watchdog: watchdog,
+		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog,
 		OnOutput: workerOutput(log, cfg.Command[0]),
 	})
 	if err != nil {
@@ -197,33 +210,84 @@ func splitSocket(set activation.Set, name string) (activation.Set, *activation.S
 	return rest, found
 }
 
-// checkUnit reads baton's own unit from systemd over D-Bus and warns about
-// settings that contradict baton's. It only logs: a failed check must not
-// stop a service from starting.
-func checkUnit(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) {
+// readOwnUnit reads baton's own unit from systemd over D-Bus; nil when it
+// cannot (the checks and stale-socket cleanup are then skipped, said once).
+func readOwnUnit(log logrus.FieldLogger) *sdbus.Service {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	conn, err := sdbus.Connect(ctx)
 	if err != nil {
-		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
-		return
+		log.WithError(err).Info("cannot read the unit's settings over D-Bus; not checking them")
+		return nil
 	}
 	defer conn.Close()
-	unit, err := conn.UnitOf(ctx, os.Getpid())
-	if err != nil {
-		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
-		return
+	name, err := conn.UnitOf(ctx, os.Getpid())
+	if err == nil {
+		var svc *sdbus.Service
+		if svc, err = conn.Service(ctx, name); err == nil {
+			return svc
+		}
 	}
-	svc, err := conn.Service(ctx, unit)
-	if err != nil {
-		log.WithError(err).Info("cannot check the unit's settings over D-Bus")
-		return
-	}
+	log.WithError(err).Info("cannot read the unit's settings over D-Bus; not checking them")
+	return nil
+}
+
+// reportUnit logs every inconsistency between the config and the unit.
+func reportUnit(cfg *config.Config, svc *sdbus.Service, log logrus.FieldLogger) {
 	for _, f := range unitcheck.Check(cfg, svc) {
-		entry := log.WithField("unit", unit)
+		entry := log.WithField("unit", svc.Unit)
 		if f.Severity == unitcheck.Error {
 			entry.Error(f.String())
 		} else {
 			entry.Warn(f.String())
 		}
+	}
+}
+
+// dropStale closes inherited sockets that neither the config nor one of
+// the unit's .socket units names: fd store entries of a socket the config
+// no longer has. They are dropped from the store too.
+func dropStale(set activation.Set, cfg *config.Config, svc *sdbus.Service, store *sdnotify.Sender, log logrus.FieldLogger) activation.Set {
+	if svc == nil || store == nil {
+		return set
+	}
+	named := map[string]bool{cfg.MetricsSocket: true}
+	for _, c := range cfg.Sockets {
+		named[c.Name] = true
+	}
+	for _, n := range svc.SocketNames {
+		named[n] = true
+	}
+	var keep activation.Set
+	for _, s := range set {
+		if s.Origin != activation.Inherited || named[s.Name] {
+			keep = append(keep, s)
+			continue
+		}
+		log.Warnf("socket %s (%s) came back from the fd store but the config no longer names it: closing it and dropping it from the store", s.Name, s.Addr)
+		if err := errors.Join(s.Close(), store.FDStoreRemove(s.Name)); err != nil {
+			log.WithError(err).Warnf("socket %s", s.Name)
+		}
+	}
+	return keep
+}
+
+// storeBound hands the sockets baton bound itself to systemd's fd store,
+// so that they outlive restarts and crashes of baton.
+func storeBound(set activation.Set, metricsSock *activation.Socket, store *sdnotify.Sender, log logrus.FieldLogger) {
+	all := set
+	if metricsSock != nil {
+		all = append(append(activation.Set{}, set...), metricsSock)
+	}
+	for _, s := range all {
+		if s.Origin != activation.Bound {
+			continue
+		}
+		if err := store.FDStore(s.Name, int(s.File.Fd())); err != nil {
+			log.WithError(err).Warnf("socket %s: fd store", s.Name)
+			continue
+		}
+		log.Infof("socket %s handed to systemd's fd store", s.Name)
 	}
 }
 

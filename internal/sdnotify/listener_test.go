@@ -181,3 +181,32 @@ func TestSenderAbstractAndErrors(t *testing.T) {
 	}
 	_ = unix.Getpid
 }
+
+func TestFDStoreMessages(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	l := listen(t)
+	s := sender(t, l)
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := s.FDStore("web", int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Message.FDStore || *d.Message.FDName != "web" || len(d.FDs) != 1 {
+		t.Errorf("store: %+v %v", d.Message, d.FDs)
+	}
+	d.Close()
+	if err := s.FDStoreRemove("web"); err != nil {
+		t.Fatal(err)
+	}
+	d, err = l.Receive()
+	if err != nil || !d.Message.FDStoreRemove || *d.Message.FDName != "web" {
+		t.Errorf("remove: %+v %v", d, err)
+	}
+}

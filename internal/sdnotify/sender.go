@@ -91,3 +91,16 @@ func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return truncate(l)
 }
+
+// FDStore hands fds to the manager's file descriptor store under name
+// (FDSTORE=1, FDNAME=), where they survive the service's restarts and
+// crashes and come back in LISTEN_FDS/LISTEN_FDNAMES. See systemd's
+// docs/FILE_DESCRIPTOR_STORE.md.
+func (s *Sender) FDStore(name string, fds ...int) error {
+	return s.Send("FDSTORE=1\nFDNAME="+name, fds...)
+}
+
+// FDStoreRemove drops every fd stored under name (FDSTOREREMOVE=1).
+func (s *Sender) FDStoreRemove(name string) error {
+	return s.Send("FDSTOREREMOVE=1\nFDNAME=" + name)
+}

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func (l *load) refused() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.errs {
+		if strings.Contains(e, "connection refused") {
+			n++
+		}
+	}
+	return n
+}
+
+// baton binds its own socket (no .socket unit) and keeps it in systemd's fd
+// store: restarts and crashes refuse no connection.
+func TestFDStoreKeepsSelfBoundSocketsAcrossRestartsAndCrashes(t *testing.T) {
+	port, extra := freePort(t), freePort(t)
+	cfgPath := filepath.Join(workDir, "fdstore.toml")
+	base := fmt.Sprintf("command = [%q]\nworkers = 4\ngraceful-timeout = \"10s\"\n\n[sockets.web]\nlisten = \"tcp://127.0.0.1:%d\"\n", helloBin, port)
+	write := func(body string) {
+		if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(base)
+	s := newService(t, "fdstore",
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nFileDescriptorStoreMax=4\nRestart=on-failure\nRestartSec=100ms\nTimeoutStopSec=45\nRuntimeDirectory=fdstore\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n", batonBin, cfgPath, batonBin), "")
+	s.systemctl("start", s.name+".service")
+	if n := s.show("NFileDescriptorStore"); n != "1" {
+		t.Fatalf("NFileDescriptorStore=%s after start\n%s", n, s.readLog())
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	l := startLoad(url, 8)
+	pids := map[string]bool{s.show("MainPID"): true}
+	for i := 0; i < 3; i++ {
+		l.waitServed(t, 200)
+		s.systemctl("restart", s.name+".service")
+		pids[s.show("MainPID")] = true
+	}
+	l.waitServed(t, 200)
+	l.finish(t)
+	t.Logf("%d requests across 3 restarts, %d failed, %d refused", l.ok.Load()+l.failed.Load(), l.failed.Load(), l.refused())
+	if len(pids) != 4 {
+		t.Errorf("main pids %v: want a new baton per restart", pids)
+	}
+	if log := s.readLog(); !strings.Contains(log, fmt.Sprintf("socket web on tcp://127.0.0.1:%d (inherited)", port)) {
+		t.Errorf("the restarted baton did not take web from the store:\n%s", log)
+	}
+
+	// kill -9: requests in flight on the killed workers may fail; no
+	// connection is refused.
+	l = startLoad(url, 8)
+	l.waitServed(t, 200)
+	old := s.show("MainPID")
+	pid, _ := strconv.Atoi(old)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("a new baton", 30*time.Second, func() bool {
+		p := s.show("MainPID")
+		return p != old && p != "0" && s.show("ActiveState") == "active"
+	})
+	l.waitServed(t, 200)
+	close(l.stop)
+	<-l.done
+	t.Logf("kill -9: %d requests, %d failed, %d refused", l.ok.Load()+l.failed.Load(), l.failed.Load(), l.refused())
+	if r := l.refused(); r > 0 {
+		t.Errorf("%d connections refused around kill -9", r)
+	}
+	if n := s.show("NFileDescriptorStore"); n != "1" {
+		t.Errorf("NFileDescriptorStore=%s after the crash", n)
+	}
+
+	// A socket added to the config joins the store; removed, it leaves it.
+	write(base + fmt.Sprintf("\n[sockets.extra]\nlisten = \"tcp://127.0.0.1:%d\"\n", extra))
+	s.systemctl("reload", s.name+".service")
+	if n := s.show("NFileDescriptorStore"); n != "2" {
+		t.Errorf("NFileDescriptorStore=%s after adding a socket", n)
+	}
+	write(base)
+	s.systemctl("reload", s.name+".service")
+	s.waitFor("extra to leave the store", 20*time.Second, func() bool { return s.show("NFileDescriptorStore") == "1" })
+}
