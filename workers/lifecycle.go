@@ -97,6 +97,7 @@ func (s *Supervisor) markReady(w *worker) {
 func (s *Supervisor) onExit(ev exitEvent) {
 	w := ev.w
 	delete(s.byPID, w.pid)
+	s.rememberExit(w.pid)
 	// Whatever the worker forked dies with it, as under KillMode=mixed.
 	if err := w.signal(sigKILL, true); err != nil {
 		s.log.Error(err)

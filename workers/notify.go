@@ -85,6 +85,12 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 	defer s.closeDatagram(ev.dg)
 	w := s.attribute(ev.chain)
 	if w == nil {
+		if s.recentlyExited(ev.chain) {
+			// A worker's last words (STOPPING=1, a request's end) can be
+			// read after its exit was: not a spoof, nothing to act on.
+			s.dropped["late"]++
+			return
+		}
 		s.countDrop(ev.dg.PID, "sender is not a worker nor a worker's descendant")
 		return
 	}
@@ -144,3 +150,25 @@ func dropKind(reason string) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// exitedMemory is how many exited worker pids are remembered to recognise
+// their late notifications.
+const exitedMemory = 256
+
+func (s *Supervisor) rememberExit(pid int) {
+	s.exited = append(s.exited, pid)
+	if len(s.exited) > exitedMemory {
+		s.exited = s.exited[1:]
+	}
+}
+
+func (s *Supervisor) recentlyExited(chain []int) bool {
+	for _, pid := range chain {
+		for _, e := range s.exited {
+			if e == pid {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -56,6 +56,10 @@ type Options struct {
 	// forgets the ones a reload drops). Zero: no fd store; cmd/baton stores
 	// the sockets it bound at start itself.
 	Store FDStore
+	// Adopt, when set, is the pool a previous baton handed over before it
+	// executed this one in place; the supervisor takes over its workers and
+	// notify socket. Sockets must be SocketsFromHandoff(Adopt).
+	Adopt *Handoff
 	// OnOutput, when set, receives the workers' output line by line
 	// instead, each with its worker, so logs say who wrote what. It is
 	// called from one goroutine per worker stream.
@@ -94,6 +98,7 @@ type Supervisor struct {
 	stderr   io.Writer
 	onOutput func(Line)
 	store    FDStore
+	adopting *Handoff
 	notify   *sdnotify.Listener
 	now      func() time.Time
 
@@ -120,6 +125,7 @@ type Supervisor struct {
 	exits                    map[string]int // worker exits by reason
 	spawns                   int
 	droppedN                 int
+	exited                   []int // recently exited worker pids
 	rollout                  *rollout
 	held                     activation.Set // every socket owned, each closed once
 	lastReloadErr            string
@@ -157,13 +163,20 @@ func New(o Options) (*Supervisor, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	l, err := sdnotify.Listen(filepath.Join(o.RuntimeDir, fmt.Sprintf("notify-%d.sock", os.Getpid())))
+	var l *sdnotify.Listener
+	var err error
+	if o.Adopt != nil {
+		_ = setCloexec(o.Adopt.NotifyFD, true)
+		l, err = sdnotify.ListenerFromFD(o.Adopt.NotifyFD, o.Adopt.NotifyPath)
+	} else {
+		l, err = sdnotify.Listen(filepath.Join(o.RuntimeDir, fmt.Sprintf("notify-%d.sock", os.Getpid())))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s := &Supervisor{
 		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
-		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput, store: o.Store,
+		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput, store: o.Store, adopting: o.Adopt,
 		notify: l, now: time.Now, watchdog: o.Watchdog,
 		events:   make(chan any, 64),
 		requests: make(chan any),
@@ -228,8 +241,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}()
 
 	s.log.WithFields(logrus.Fields{"workers": s.cfg.Workers, "sockets": s.sockets.Names(), "command": s.cfg.Command}).Info("starting pool")
-	for _, sl := range s.slots {
-		s.start(sl)
+	if s.adopting != nil {
+		s.adopt(s.adopting)
+		s.adopting = nil
+	} else {
+		for _, sl := range s.slots {
+			s.start(sl)
+		}
 	}
 	if s.watchdog > 0 {
 		s.ping(s.now())
@@ -277,6 +295,8 @@ func (s *Supervisor) handle(ev any) {
 		s.beginReload(ev)
 	case scaleRequest:
 		ev.reply <- s.scale(ev.delta)
+	case handoffRequest:
+		s.handoff(ev)
 	}
 	s.advance()
 }

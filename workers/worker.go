@@ -54,6 +54,9 @@ type worker struct {
 	// recycleAt and maxRSS are its recycling limits, jittered; zero: none.
 	recycleAt time.Time
 	maxRSS    int64
+	// outR and errR are the read ends of its output pipes (nil when the
+	// worker writes to baton's own stdout and stderr).
+	outR, errR *os.File
 	// killAt is when a Stopping worker gets SIGKILL; zero when not set.
 	killAt time.Time
 	// stopReason says why baton is stopping it ("" if it stopped itself).
@@ -163,6 +166,7 @@ func (s *Supervisor) spawn(slot, gen int, cfg *config.Config, sockets activation
 	s.spawns++
 	s.workerLog(w).Debugf("spawned worker %d of generation %d", slot, gen)
 	if rOut != nil {
+		w.outR, w.errR = rOut, rErr
 		go s.pump(rOut, w, "stdout")
 		go s.pump(rErr, w, "stderr")
 	}
@@ -180,6 +184,18 @@ func (s *Supervisor) wait(w *worker, report *os.File) {
 	s.events <- execEvent{w: w, errMsg: string(msg)}
 	err := w.cmd.Wait()
 	s.events <- exitEvent{w: w, state: w.cmd.ProcessState, err: err}
+}
+
+// waitAdopted reaps a worker inherited from the baton this one replaced in
+// place: it is still this process's child, so wait4 works on it.
+func (s *Supervisor) waitAdopted(w *worker) {
+	p, err := os.FindProcess(w.pid)
+	if err != nil {
+		s.events <- exitEvent{w: w, err: err}
+		return
+	}
+	ps, err := p.Wait()
+	s.events <- exitEvent{w: w, state: ps, err: err}
 }
 
 // signal sends sig to the worker's process, or with group to its whole

@@ -26,11 +26,21 @@ type controlHandler struct {
 	log   logrus.FieldLogger
 	// metricsSocket is the name of the socket baton serves metrics on.
 	metricsSocket string
+	up            *upgrader
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
-// rolls a new generation. An invalid config changes nothing.
+// rolls a new generation. An invalid config changes nothing. When the
+// binary on disk was replaced (a package upgrade), baton first executes the
+// new one in place, which then rolls the workers.
 func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) {
+	if h.up != nil && h.up.changed() {
+		return h.upgrade(ctx, "reload: the binary on disk was replaced")
+	}
+	return h.reload(ctx, wait, true)
+}
+
+func (h *controlHandler) reload(ctx context.Context, wait, _ bool) (string, error) {
 	cfg, err := h.flags.Resolve(h.args)
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
@@ -147,6 +157,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 		return nil, errors.New("baton is stopping")
 	}
 	st := &control.Status{
+		Version: versionString(), PID: os.Getpid(),
 		Generation: snap.Generation, Status: snap.Status, Workers: snap.Wanted, Ready: snap.Ready,
 		Reloading: snap.Reloading, Recycled: snap.Recycled, Dropped: snap.Dropped,
 		Pool: []control.WorkerStatus{}, Sockets: []control.SocketStatus{}, Reloads: []control.ReloadStatus{},

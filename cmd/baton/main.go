@@ -28,6 +28,7 @@ commands:
   reload [--wait]                   roll a new generation of workers (re-reads the config)
   status [--json]                   show the workers, sockets and reloads
   check [-c FILE] [--unit UNIT]     validate the config, and the unit that runs it
+  upgrade                           execute the baton binary on disk in place (same pid)
   units [-o DIR]                    print (or write) the systemd unit files
   version                           print the version
   help                              print this help
@@ -60,6 +61,8 @@ func dispatch(args []string) int {
 		err = checkCommand(args[1:])
 	case "status":
 		err = statusCommand(args[1:])
+	case "upgrade":
+		err = upgradeCommand(args[1:])
 	case "units":
 		err = unitsCommand(args[1:])
 	case "version", "--version":

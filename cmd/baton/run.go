@@ -23,6 +23,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 func runCommand(args []string) error {
@@ -49,6 +50,14 @@ func runCommand(args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
+	adopted, err := takeUpgradeState()
+	if err != nil {
+		return err
+	}
+	up, err := newUpgrader()
+	if err != nil {
+		return err
+	}
 
 	// Under systemd: the notify socket upwards, and the unit's settings,
 	// read once, for the checks and to tell sockets of .socket units from
@@ -58,32 +67,46 @@ func runCommand(args []string) error {
 	switch s, err := sdnotify.SenderFromEnv(); {
 	case err == nil:
 		upward = s
-		unit = readOwnUnit(log)
+		if adopted == nil {
+			unit = readOwnUnit(log)
+		}
 	case !errors.Is(err, sdnotify.ErrNoSocket):
 		return err
 	}
 
-	inherited, err := activation.Inherit(activation.OSEnviron())
-	if err != nil {
-		return err
+	var sockets activation.Set
+	var metricsSock *activation.Socket
+	if adopted != nil {
+		// Executed in place by the baton before: everything is already open.
+		sockets = workers.SocketsFromHandoff(adopted.Handoff)
+		if adopted.MetricsFD >= 0 {
+			metricsSock = &activation.Socket{Name: adopted.MetricsName, Addr: adopted.MetricsAddr, Origin: activation.Origin(adopted.MetricsOrigin), File: os.NewFile(uintptr(adopted.MetricsFD), adopted.MetricsName)}
+			unix.CloseOnExec(adopted.MetricsFD)
+			defer metricsSock.Close()
+		}
+	} else {
+		inherited, err := activation.Inherit(activation.OSEnviron())
+		if err != nil {
+			return err
+		}
+		// Nothing baton inherited by accident may reach a worker.
+		if err := activation.SealInheritedFDs(activation.ListenFDsStart + len(inherited)); err != nil {
+			return errors.Join(err, inherited.Close())
+		}
+		var notes []string
+		sockets, notes, err = activation.Resolve(cfg.Sockets, inherited)
+		if err != nil {
+			return errors.Join(err, inherited.Close())
+		}
+		for _, n := range notes {
+			log.Warn(n)
+		}
+		sockets = dropStale(sockets, cfg, unit, upward, log)
 	}
-	// Nothing baton inherited by accident may reach a worker.
-	if err := activation.SealInheritedFDs(activation.ListenFDsStart + len(inherited)); err != nil {
-		return errors.Join(err, inherited.Close())
-	}
-	sockets, notes, err := activation.Resolve(cfg.Sockets, inherited)
-	if err != nil {
-		return errors.Join(err, inherited.Close())
-	}
-	for _, n := range notes {
-		log.Warn(n)
-	}
-	sockets = dropStale(sockets, cfg, unit, upward, log)
 	for _, s := range sockets {
 		log.WithFields(logrus.Fields{"socket": s.Name, "address": s.Addr, "origin": s.Origin}).Infof("socket %s on %s (%s)", s.Name, s.Addr, s.Origin)
 	}
-	var metricsSock *activation.Socket
-	if cfg.MetricsSocket != "" {
+	if cfg.MetricsSocket != "" && adopted == nil {
 		sockets, metricsSock = splitSocket(sockets, cfg.MetricsSocket)
 		if metricsSock == nil {
 			return errors.Join(&config.Error{File: cfg.Path, Key: "metrics-socket", Err: fmt.Errorf("no socket named %q: configure [sockets.%s] or pass it from systemd with FileDescriptorName=%s", cfg.MetricsSocket, cfg.MetricsSocket, cfg.MetricsSocket)}, sockets.Close())
@@ -94,11 +117,11 @@ func runCommand(args []string) error {
 		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
 	}
 
-	runtimeDir, cleanup, err := runtimeDirectory()
+	runtimeDir, cleanup, owns, err := runtimeDirectory(adopted)
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
-	defer cleanup()
+	defer func() { cleanup() }()
 
 	if unit != nil {
 		reportUnit(cfg, unit, log)
@@ -107,7 +130,9 @@ func runCommand(args []string) error {
 	var store workers.FDStore
 	if upward != nil {
 		notifier, store = upward, upward
-		storeBound(sockets, metricsSock, upward, log)
+		if adopted == nil {
+			storeBound(sockets, metricsSock, upward, log)
+		}
 	}
 	// systemd's watchdog on baton itself (WatchdogSec=), checked against
 	// WATCHDOG_PID as sd_watchdog_enabled(3) does.
@@ -120,7 +145,7 @@ func runCommand(args []string) error {
 	}
 
 	sup, err := workers.New(workers.Options{
-		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog,
+		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
 		OnOutput: workerOutput(log, cfg.Command[0]),
 	})
 	if err != nil {
@@ -128,17 +153,25 @@ func runCommand(args []string) error {
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up}
 	if *controlPath == "" {
 		*controlPath = defaultControlPath()
 	}
 	if *controlPath == "" {
 		*controlPath = filepath.Join(runtimeDir, "control.sock")
 	}
-	ctl, err := control.Listen(*controlPath, handler)
+	var ctl *control.Server
+	if adopted != nil {
+		ctl, err = control.ListenFD(adopted.ControlFD, adopted.ControlPath, handler)
+	} else {
+		ctl, err = control.Listen(*controlPath, handler)
+	}
 	if err != nil {
 		return errors.Join(err, sup.Close())
 	}
+	up.ctl, up.metricsSock, up.runtimeDir, up.ownsRuntimeDir = ctl, metricsSock, runtimeDir, owns
+	// After an exec in place the new image owns the runtime directory; a
+	// failed one leaves this process owning it still.
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
 	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
 	ctx, stopControl := context.WithCancel(context.Background())
@@ -162,8 +195,12 @@ func runCommand(args []string) error {
 		metricsDone <- nil
 	}
 
+	if adopted != nil {
+		go handler.finishUpgrade(adopted)
+	}
+
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
@@ -178,6 +215,8 @@ func runCommand(args []string) error {
 						log.Info("SIGHUP: " + msg)
 					}
 				}()
+			case syscall.SIGUSR2:
+				go func() { _, _ = handler.upgrade(context.Background(), "SIGUSR2") }()
 			case syscall.SIGTTIN, syscall.SIGTTOU:
 				delta := 1
 				if sig == syscall.SIGTTOU {
@@ -291,24 +330,31 @@ func storeBound(set activation.Set, metricsSock *activation.Socket, store *sdnot
 	}
 }
 
-// runtimeDirectory is where the notify socket lives: systemd's
-// RuntimeDirectory= when set, else a private temporary directory.
-func runtimeDirectory() (string, func(), error) {
-	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
-		// systemd may list several, separated by ':'; the first is ours.
-		for i := range d {
-			if d[i] == ':' {
-				d = d[:i]
-				break
-			}
+// runtimeDirectory is where the notify and control sockets live:
+// systemd's RuntimeDirectory= when set, else a private temporary directory
+// that baton owns (and, after an upgrade in place, the one it inherited).
+func runtimeDirectory(adopted *upgradeState) (dir string, cleanup func(), owns bool, err error) {
+	if adopted != nil && adopted.RuntimeDir != "" {
+		if adopted.OwnsRuntimeDir {
+			return adopted.RuntimeDir, func() { _ = os.RemoveAll(adopted.RuntimeDir) }, true, nil
 		}
-		return d, func() {}, nil
+		return adopted.RuntimeDir, func() {}, false, nil
+	}
+	if d := firstRuntimeDir(); d != "" {
+		return d, func() {}, false, nil
 	}
 	d, err := os.MkdirTemp("", "baton-")
 	if err != nil {
-		return "", nil, fmt.Errorf("create runtime directory: %w", err)
+		return "", nil, false, fmt.Errorf("create runtime directory: %w", err)
 	}
-	return d, func() { _ = os.RemoveAll(d) }, nil
+	return d, func() { _ = os.RemoveAll(d) }, true, nil
+}
+
+func handoffOf(st *upgradeState) *workers.Handoff {
+	if st == nil {
+		return nil
+	}
+	return st.Handoff
 }
 
 // workerOutput logs a worker's line with its worker's fields. A line that

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +23,7 @@ import (
 
 // Request is what a client asks.
 type Request struct {
-	Command string `json:"command"`         // "reload", "scale", "status"
+	Command string `json:"command"`         // "reload", "scale", "status", "upgrade"
 	Wait    bool   `json:"wait,omitempty"`  // reload: answer when it finished
 	Delta   int    `json:"delta,omitempty"` // scale: workers to add (or drain)
 }
@@ -41,6 +42,61 @@ type Handler interface {
 	Reload(ctx context.Context, wait bool) (string, error)
 	Scale(ctx context.Context, delta int) (string, error)
 	Status(ctx context.Context) (*Status, error)
+	Upgrade(ctx context.Context) (string, error)
+}
+
+type connKey struct{}
+
+// ConnFD returns the fd of the connection a request came on, so that a
+// handler that replaces the process (an upgrade) can hand the waiting
+// client to the next one, which answers it with Reply.
+func ConnFD(ctx context.Context) (int, bool) {
+	fd, ok := ctx.Value(connKey{}).(int)
+	return fd, ok
+}
+
+// Reply answers a client handed over by a previous process, and closes
+// the connection.
+func Reply(fd int, resp Response) error {
+	f := os.NewFile(uintptr(fd), "control-client")
+	defer f.Close()
+	return json.NewEncoder(f).Encode(resp)
+}
+
+// ListenFD takes over a control socket handed over across exec.
+func ListenFD(fd int, path string, h Handler) (*Server, error) {
+	f := os.NewFile(uintptr(fd), "control")
+	l, err := net.FileListener(f)
+	cerr := f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("adopt control socket: %w", err)
+	}
+	if cerr != nil {
+		return nil, errors.Join(fmt.Errorf("adopt control socket: %w", cerr), l.Close())
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		return nil, errors.Join(fmt.Errorf("adopt control socket: fd %d is a %T", fd, l), l.Close())
+	}
+	ul.SetUnlinkOnClose(true)
+	return &Server{l: ul, path: path, h: h, OnError: func(error) {}}, nil
+}
+
+// FD returns the listening socket's fd, for handing it over across exec.
+func (s *Server) FD() (int, error) { return rawFD(s.l) }
+
+func rawFD(c interface {
+	SyscallConn() (syscall.RawConn, error)
+}) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }
 
 // Server accepts control connections.
@@ -120,9 +176,14 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) error {
 	}
 	var msg string
 	var st *Status
+	if fd, ferr := rawFD(conn); ferr == nil {
+		ctx = context.WithValue(ctx, connKey{}, fd)
+	}
 	switch req.Command {
 	case "status":
 		st, err = s.h.Status(ctx)
+	case "upgrade":
+		msg, err = s.h.Upgrade(ctx)
 	case "reload":
 		msg, err = s.h.Reload(ctx, req.Wait)
 	case "scale":

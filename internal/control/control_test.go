@@ -27,6 +27,13 @@ func (f fakeHandler) Status(context.Context) (*Status, error) {
 	return &Status{Generation: 3, Status: "2/2 workers ready, generation 3", Pool: []WorkerStatus{{Slot: 1, PID: 10, State: "ready"}}}, nil
 }
 
+func (f fakeHandler) Upgrade(ctx context.Context) (string, error) {
+	if _, ok := ConnFD(ctx); !ok {
+		return "", errors.New("no connection fd")
+	}
+	return "upgraded", nil
+}
+
 func (f fakeHandler) Scale(_ context.Context, delta int) (string, error) {
 	return "scaled by " + string(rune('0'+delta)), nil
 }
@@ -67,6 +74,9 @@ func TestReloadRoundTrip(t *testing.T) {
 	st, err := GetStatus(context.Background(), path)
 	if err != nil || st.Generation != 3 || st.Pool[0].PID != 10 {
 		t.Errorf("status %+v %v", st, err)
+	}
+	if msg, err := Call(context.Background(), path, Request{Command: "upgrade"}); err != nil || msg != "upgraded" {
+		t.Errorf("upgrade %q %v", msg, err)
 	}
 	msg, err = Call(context.Background(), path, Request{Command: "scale", Delta: 2})
 	if err != nil || msg != "scaled by 2" {

@@ -11,6 +11,8 @@ import (
 // Status is `baton status --json`: a stable schema for tools. Fields are
 // only ever added. Durations are seconds (float), times RFC 3339.
 type Status struct {
+	Version    string         `json:"version"` // of the running baton
+	PID        int            `json:"pid"`
 	Generation int            `json:"generation"`
 	Status     string         `json:"status"` // the STATUS= line
 	Workers    int            `json:"workers_wanted"`
@@ -77,7 +79,7 @@ func optSecs(p *float64) string {
 
 // WriteTable renders s for people.
 func (s *Status) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%s\n\n", s.Status)
+	fmt.Fprintf(w, "%s (pid %d, %s)\n\n", s.Status, s.PID, s.Version)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tPID\tGEN\tSTATE\tAGE\tHEARTBEAT\tMEMORY\tREQUEST\tSTATUS")
 	for _, p := range s.Pool {

@@ -94,6 +94,38 @@ func Listen(path string) (*Listener, error) {
 	}, nil
 }
 
+// ListenerFromFD takes over an open notify socket (SO_PASSCRED already
+// set), as a baton executed in place does from its predecessor.
+func ListenerFromFD(fd int, path string) (*Listener, error) {
+	f := os.NewFile(uintptr(fd), "notify")
+	c, err := net.FileConn(f)
+	cerr := f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("adopt notify socket: %w", err)
+	}
+	if cerr != nil {
+		return nil, errors.Join(fmt.Errorf("adopt notify socket: %w", cerr), c.Close())
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil, errors.Join(fmt.Errorf("adopt notify socket: fd %d is a %T", fd, c), c.Close())
+	}
+	return &Listener{conn: uc, path: path, buf: make([]byte, MaxMessageSize+1), oob: make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*maxFDs))}, nil
+}
+
+// FD returns the socket's descriptor, for handing it over across exec.
+func (l *Listener) FD() (int, error) {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
 // Path is the socket's filesystem path, the value for NOTIFY_SOCKET.
 func (l *Listener) Path() string { return l.path }
 

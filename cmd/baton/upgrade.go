@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/workers"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+// upgradeEnv carries the upgradeState to the baton executed in place.
+const upgradeEnv = "BATON_UPGRADE_STATE"
+
+// upgradeState is what a baton hands to the binary it executes in place:
+// the pool (workers.Handoff) and the fds cmd/baton owns.
+type upgradeState struct {
+	Handoff        *workers.Handoff
+	ControlFD      int
+	ControlPath    string
+	MetricsFD      int // -1: none
+	MetricsName    string
+	MetricsAddr    string
+	MetricsOrigin  string
+	ClientFD       int // -1: nobody waits for the answer
+	OldVersion     string
+	Reason         string
+	RuntimeDir     string
+	OwnsRuntimeDir bool
+}
+
+// takeUpgradeState reads (and removes) the state a predecessor left.
+func takeUpgradeState() (*upgradeState, error) {
+	v, ok := os.LookupEnv(upgradeEnv)
+	if !ok {
+		return nil, nil
+	}
+	if err := os.Unsetenv(upgradeEnv); err != nil {
+		return nil, err
+	}
+	var st upgradeState
+	if err := json.Unmarshal([]byte(v), &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", upgradeEnv, err)
+	}
+	if st.Handoff == nil {
+		return nil, fmt.Errorf("%s: no pool", upgradeEnv)
+	}
+	return &st, nil
+}
+
+// binaryID identifies the file at path, to notice a package upgrade
+// replacing it.
+func binaryID(path string) (uint64, uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Dev, st.Ino, nil
+}
+
+// upgrader executes a new baton binary in place.
+type upgrader struct {
+	mu             sync.Mutex
+	exe            string
+	dev, ino       uint64
+	ctl            *control.Server
+	metricsSock    *activation.Socket
+	runtimeDir     string
+	ownsRuntimeDir bool
+}
+
+func newUpgrader() (*upgrader, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	dev, ino, err := binaryID(exe)
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	return &upgrader{exe: exe, dev: dev, ino: ino}, nil
+}
+
+// changed reports whether the binary on disk is no longer the one running.
+func (u *upgrader) changed() bool {
+	dev, ino, err := binaryID(u.exe)
+	return err == nil && (dev != u.dev || ino != u.ino)
+}
+
+// probe runs the new binary once, so that one that cannot even start is
+// refused while this baton still runs.
+func probe(ctx context.Context, exe string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, exe, "version").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("new binary %s does not run: %w", exe, err)
+	}
+	v := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(v, "baton ") {
+		return "", fmt.Errorf("new binary %s is not baton: its version says %q", exe, v)
+	}
+	return v, nil
+}
+
+// upgrade replaces this process with the binary on disk, keeping the pid,
+// the sockets, the control socket and the workers. It returns only when it
+// could not; this baton then goes on unchanged.
+func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, error) {
+	u := h.up
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	newVersion, err := probe(ctx, u.exe)
+	if err != nil {
+		h.log.WithError(err).Error("upgrade refused; this baton goes on")
+		return "", fmt.Errorf("upgrade refused, nothing changed: %w", err)
+	}
+	hand, resume, err := h.sup.PrepareHandoff(ctx)
+	if err != nil {
+		return "", fmt.Errorf("upgrade refused: %w", err)
+	}
+	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
+		RuntimeDir: u.runtimeDir, OwnsRuntimeDir: u.ownsRuntimeDir, ControlPath: u.ctl.Path()}
+	var opened []int
+	keep := func(fd int) error {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return err
+		}
+		opened = append(opened, fd)
+		return nil
+	}
+	undo := func() {
+		for _, fd := range opened {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+		resume()
+	}
+	fd, err := u.ctl.FD()
+	if err == nil {
+		err = keep(fd)
+	}
+	st.ControlFD = fd
+	if err == nil && u.metricsSock != nil {
+		var mfd int
+		if mfd, err = rawFileFD(u.metricsSock.File); err == nil {
+			err = keep(mfd)
+		}
+		st.MetricsFD, st.MetricsName, st.MetricsAddr, st.MetricsOrigin = mfd, u.metricsSock.Name, u.metricsSock.Addr, string(u.metricsSock.Origin)
+	}
+	if cfd, ok := control.ConnFD(ctx); ok && err == nil {
+		if err = keep(cfd); err == nil {
+			st.ClientFD = cfd
+		}
+	}
+	var state []byte
+	if err == nil {
+		state, err = json.Marshal(st)
+	}
+	if err != nil {
+		undo()
+		return "", fmt.Errorf("upgrade failed, this baton goes on: %w", err)
+	}
+	env := []string{upgradeEnv + "=" + string(state)}
+	for _, kv := range activation.StripEnv(os.Environ()) {
+		if !strings.HasPrefix(kv, upgradeEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	h.log.Infof("upgrading in place (%s): %s -> %s, pid %d", reason, st.OldVersion, newVersion, os.Getpid())
+	err = syscall.Exec(u.exe, os.Args, env)
+	undo()
+	err = fmt.Errorf("upgrade failed, this baton goes on: exec %s: %w", u.exe, err)
+	h.log.Error(err)
+	return "", err
+}
+
+// Upgrade is `baton upgrade` over the control socket.
+func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
+	return h.upgrade(ctx, "baton upgrade")
+}
+
+// finishUpgrade runs in the new baton once its supervisor runs: it rolls
+// the workers like a reload and answers whoever asked for the upgrade.
+func (h *controlHandler) finishUpgrade(st *upgradeState) {
+	msg, err := h.reload(context.Background(), true, false)
+	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
+	if err != nil {
+		h.log.WithError(err).Errorf("%s, but rolling the workers failed", prefix)
+	} else {
+		h.log.Infof("%s; %s", prefix, msg)
+	}
+	if st.ClientFD < 0 {
+		return
+	}
+	resp := control.Response{OK: err == nil, Message: prefix + "; " + msg}
+	if err != nil {
+		resp.Error = fmt.Sprintf("%s, but rolling the workers failed: %v", prefix, err)
+	}
+	if err := control.Reply(st.ClientFD, resp); err != nil {
+		h.log.WithError(err).Warn("answer the upgrade's caller")
+	}
+}
+
+func rawFileFD(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// upgradeCommand is `baton upgrade`: execute the binary on disk in place.
+func upgradeCommand(args []string) error {
+	fs := pflag.NewFlagSet("baton upgrade", pflag.ContinueOnError)
+	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if *path == "" {
+		return usageError{errors.New("no control socket: pass --control SOCKET, or send baton SIGUSR2")}
+	}
+	msg, err := control.Call(context.Background(), *path, control.Request{Command: "upgrade", Wait: true})
+	if err != nil {
+		return fmt.Errorf("upgrade failed: %w", err)
+	}
+	fmt.Println(msg)
+	return nil
+}

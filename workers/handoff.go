@@ -1,0 +1,241 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/batonhq/baton/activation"
+	"golang.org/x/sys/unix"
+)
+
+// A handoff passes the pool to a new baton binary executed in place (same
+// pid, so systemd and the workers, who stay its children, notice nothing):
+// the fds that must survive exec lose close-on-exec, and their meaning is
+// described in a Handoff that the new binary reads back (Options.Adopt).
+
+// Handoff describes the pool for the baton that takes it over.
+type Handoff struct {
+	NotifyFD   int
+	NotifyPath string
+	Sockets    []HandoffSocket
+	Gen        int
+	LastGen    int
+	SentReady  bool
+	Workers    []HandoffWorker
+}
+
+// HandoffSocket is one socket of the current set.
+type HandoffSocket struct {
+	FD                 int
+	Name, Addr, Origin string
+}
+
+// HandoffWorker is one live worker.
+type HandoffWorker struct {
+	Slot, PID, Gen   int
+	State            State
+	Retired          bool
+	Spawned, ReadyAt time.Time
+	LastHeartbeat    time.Time
+	Status           string
+	StdoutFD         int // -1: the worker writes to baton's stdout
+	StderrFD         int
+}
+
+type handoffRequest struct {
+	reply  chan handoffReply
+	resume chan struct{} // closed when the exec failed
+}
+
+type handoffReply struct {
+	h   *Handoff
+	err error
+}
+
+// PrepareHandoff pauses the supervisor and readies its fds for exec. On
+// success the caller must exec, or call resume (the exec failed), after
+// which the supervisor goes on as before.
+func (s *Supervisor) PrepareHandoff(ctx context.Context) (h *Handoff, resume func(), err error) {
+	req := handoffRequest{reply: make(chan handoffReply, 1), resume: make(chan struct{})}
+	select {
+	case s.events <- req:
+	case <-s.done:
+		return nil, nil, errors.New("baton is not running")
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	r := <-req.reply
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return r.h, func() { close(req.resume) }, nil
+}
+
+// fdOf returns a file's descriptor without os.File.Fd's switch to
+// blocking mode, which would stall a goroutine reading it.
+func fdOf(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+func setCloexec(fd int, on bool) error {
+	flag := 0
+	if on {
+		flag = unix.FD_CLOEXEC
+	}
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, flag)
+	return err
+}
+
+// handoff runs in the loop: it builds the Handoff, then blocks the loop
+// until the exec replaced the process or failed.
+func (s *Supervisor) handoff(req handoffRequest) {
+	switch {
+	case s.stopping:
+		req.reply <- handoffReply{err: errors.New("baton is stopping")}
+		return
+	case s.rollout != nil:
+		req.reply <- handoffReply{err: fmt.Errorf("cannot upgrade now: %w", ErrReloadInProgress)}
+		return
+	}
+	s.cancelRecycles()
+	h := &Handoff{NotifyPath: s.notify.Path(), Gen: s.gen, LastGen: s.lastGen, SentReady: s.sentReady}
+	var fds []int
+	keep := func(fd int) error {
+		if err := setCloexec(fd, false); err != nil {
+			return err
+		}
+		fds = append(fds, fd)
+		return nil
+	}
+	restore := func() {
+		for _, fd := range fds {
+			if err := setCloexec(fd, true); err != nil {
+				s.log.WithError(err).Warn("handoff: restore close-on-exec")
+			}
+		}
+	}
+	fail := func(err error) {
+		restore()
+		req.reply <- handoffReply{err: fmt.Errorf("prepare upgrade: %w", err)}
+	}
+	fd, err := s.notify.FD()
+	if err == nil {
+		err = keep(fd)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	h.NotifyFD = fd
+	for _, x := range s.sockets {
+		fd, err := fdOf(x.File)
+		if err == nil {
+			err = keep(fd)
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		h.Sockets = append(h.Sockets, HandoffSocket{FD: fd, Name: x.Name, Addr: x.Addr, Origin: string(x.Origin)})
+	}
+	for _, w := range s.byPID {
+		hw := HandoffWorker{Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1}
+		if w.outR != nil {
+			out, err1 := fdOf(w.outR)
+			errFD, err2 := fdOf(w.errR)
+			if err := errors.Join(err1, err2); err != nil {
+				fail(err)
+				return
+			}
+			if err := errors.Join(keep(out), keep(errFD)); err != nil {
+				fail(err)
+				return
+			}
+			hw.StdoutFD, hw.StderrFD = out, errFD
+		}
+		h.Workers = append(h.Workers, hw)
+	}
+	req.reply <- handoffReply{h: h}
+	// The loop stops here: after a successful exec there is no loop; after
+	// a failed one it goes on.
+	<-req.resume
+	restore()
+	s.log.Warn("upgrade did not happen; this baton goes on")
+}
+
+// adopt takes over the workers of a handoff, in Run before anything else.
+func (s *Supervisor) adopt(h *Handoff) {
+	s.gen, s.lastGen, s.sentReady = h.Gen, h.LastGen, h.SentReady
+	now := s.now()
+	for _, hw := range h.Workers {
+		w := &worker{
+			slot: hw.Slot, gen: hw.Gen, cfg: s.cfg, sockets: s.sockets, pid: hw.PID, state: hw.State,
+			spawned: hw.Spawned, readyAt: hw.ReadyAt, lastHeartbeat: hw.LastHeartbeat, status: hw.Status,
+			retired: hw.Retired, execDone: true,
+		}
+		w.bootDeadline = addClock(now, s.cfg.BootTimeout)
+		w.watchdog = s.cfg.WatchdogTimeout
+		s.recycleLimits(w)
+		s.byPID[w.pid] = w
+		if w.state == Stopping {
+			// Its drain goes on; the kill deadline restarts with this baton.
+			w.retired = true
+			w.stopReason = "stopping before the upgrade"
+			w.killAt = addClock(now, s.cfg.GracefulTimeout)
+		} else if sl := s.slotOf(w); sl != nil && sl.w == nil {
+			sl.w, sl.gen = w, w.gen
+		} else {
+			// More workers than slots (the config shrank): drain the rest.
+			w.retired = true
+			s.stopWorker(w, "scaled down", Graceful)
+		}
+		if hw.StdoutFD >= 0 {
+			for _, p := range []struct {
+				fd     int
+				stream string
+			}{{hw.StdoutFD, "stdout"}, {hw.StderrFD, "stderr"}} {
+				_ = setCloexec(p.fd, true)
+				f := os.NewFile(uintptr(p.fd), p.stream)
+				if p.stream == "stdout" {
+					w.outR = f
+				} else {
+					w.errR = f
+				}
+				if s.onOutput != nil {
+					go s.pump(f, w, p.stream)
+				} else {
+					_ = f.Close()
+				}
+			}
+		}
+		go s.waitAdopted(w)
+	}
+	// Slots no adopted worker fills start afresh.
+	for _, sl := range s.slots {
+		if sl.w == nil {
+			sl.nextSpawn = now
+		}
+	}
+	s.log.WithField("generation", s.gen).Infof("adopted %d workers from the baton this one replaced", len(h.Workers))
+}
+
+// SocketsFromHandoff rebuilds the socket set a handoff passed.
+func SocketsFromHandoff(h *Handoff) activation.Set {
+	var set activation.Set
+	for _, x := range h.Sockets {
+		_ = setCloexec(x.FD, true)
+		set = append(set, &activation.Socket{Name: x.Name, Addr: x.Addr, Origin: activation.Origin(x.Origin), File: os.NewFile(uintptr(x.FD), x.Name)})
+	}
+	return set
+}
