@@ -18,16 +18,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
 
@@ -53,31 +50,12 @@ func main() {
 	}
 }
 
-// sample is one request.
-type sample struct {
-	start   time.Time
-	latency time.Duration
-	kind    string // "" for success
-}
-
-// reload is one systemctl reload during a run.
-type reload struct {
-	start, end time.Time
-	err        error
-}
-
 // Result is one run's numbers.
 type Result struct {
-	KeepAlive           bool
-	Requests            int
-	Failed              map[string]int
-	P50, P99, Max       time.Duration
-	WorstAfterReload    []time.Duration
-	ReloadErrors        []string
-	RequestsPerSecond   float64
-	ReloadDurations     []time.Duration
-	Duration            time.Duration
-	Concurrency, Worker int
+	load.Summary
+	KeepAlive       bool
+	ReloadErrors    []string
+	ReloadDurations []time.Duration
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
@@ -140,108 +118,32 @@ func run(ctx context.Context, o options, out io.Writer) error {
 }
 
 func loadRun(ctx context.Context, mgr *systemdtest.Manager, url string, o options, keepAlive bool) (Result, error) {
-	tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: o.concurrency, MaxIdleConns: o.concurrency}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	var mu sync.Mutex
-	var samples []sample
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < o.concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []sample
-			for {
-				select {
-				case <-stop:
-					mu.Lock()
-					samples = append(samples, local...)
-					mu.Unlock()
-					return
-				default:
-				}
-				start := time.Now()
-				kind := get(client, url)
-				local = append(local, sample{start: start, latency: time.Since(start), kind: kind})
-			}
-		}()
-	}
+	done := make(chan []load.Sample, 1)
+	go func() { done <- load.Run(url, o.concurrency, keepAlive, stop) }()
 	begin := time.Now()
-	var reloads []reload
+	var events []load.Event
+	var reloadErrs []string
 	for i := 1; i <= o.reloads; i++ {
 		at := begin.Add(o.duration * time.Duration(i) / time.Duration(o.reloads+1))
 		time.Sleep(time.Until(at))
-		r := reload{start: time.Now()}
-		_, r.err = mgr.Systemctl(ctx, "reload", "bench.service")
-		r.end = time.Now()
-		reloads = append(reloads, r)
+		ev := load.Event{Start: time.Now()}
+		_, ev.Err = mgr.Systemctl(ctx, "reload", "bench.service")
+		ev.End = time.Now()
+		if ev.Err != nil {
+			reloadErrs = append(reloadErrs, ev.Err.Error())
+		}
+		events = append(events, ev)
 	}
 	time.Sleep(time.Until(begin.Add(o.duration)))
 	close(stop)
-	wg.Wait()
+	samples := <-done
 	elapsed := time.Since(begin)
-	return summarize(samples, reloads, keepAlive, elapsed, o), nil
-}
-
-// get makes one request and classifies its failure ("" for success).
-func get(c *http.Client, url string) string {
-	resp, err := c.Get(url)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
-			return "non-2xx"
-		}
+	r := Result{KeepAlive: keepAlive, Summary: load.Summarize(samples, events, elapsed), ReloadErrors: reloadErrs}
+	for _, ev := range events {
+		r.ReloadDurations = append(r.ReloadDurations, ev.End.Sub(ev.Start))
 	}
-	return classify(err)
-}
-
-func classify(err error) string {
-	var ne net.Error
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "reset"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), strings.Contains(err.Error(), "EOF"):
-		return "closed"
-	}
-	return "other"
-}
-
-func summarize(samples []sample, reloads []reload, keepAlive bool, elapsed time.Duration, o options) Result {
-	r := Result{KeepAlive: keepAlive, Requests: len(samples), Failed: map[string]int{}, Duration: elapsed, Concurrency: o.concurrency, Worker: o.workers}
-	lat := make([]time.Duration, 0, len(samples))
-	for _, s := range samples {
-		if s.kind != "" {
-			r.Failed[s.kind]++
-		}
-		lat = append(lat, s.latency)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	if n := len(lat); n > 0 {
-		r.P50, r.P99, r.Max = lat[n*50/100], lat[n*99/100], lat[n-1]
-	}
-	r.RequestsPerSecond = float64(len(samples)) / elapsed.Seconds()
-	for _, rl := range reloads {
-		worst := time.Duration(0)
-		for _, s := range samples {
-			if !s.start.Before(rl.start) && s.start.Before(rl.end.Add(time.Second)) && s.latency > worst {
-				worst = s.latency
-			}
-		}
-		r.WorstAfterReload = append(r.WorstAfterReload, worst)
-		r.ReloadDurations = append(r.ReloadDurations, rl.end.Sub(rl.start))
-		if rl.err != nil {
-			r.ReloadErrors = append(r.ReloadErrors, rl.err.Error())
-		}
-	}
-	return r
+	return r, nil
 }
 
 func report(w io.Writer, o options, results []Result) {
@@ -249,39 +151,19 @@ func report(w io.Writer, o options, results []Result) {
 	fmt.Fprintln(w, "| keep-alive | requests | req/s | failed | refused | reset | closed | timeout | non-2xx | other | p50 | p99 | max | reload took | worst latency during/after each reload |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
 	for _, r := range results {
-		failed := 0
-		for _, n := range r.Failed {
-			failed += n
-		}
 		ka := "off"
 		if r.KeepAlive {
 			ka = "on"
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n",
-			ka, r.Requests, r.RequestsPerSecond, failed, r.Failed["refused"], r.Failed["reset"], r.Failed["closed"], r.Failed["timeout"], r.Failed["non-2xx"], r.Failed["other"],
-			round(r.P50), round(r.P99), round(r.Max), durations(r.ReloadDurations), durations(r.WorstAfterReload))
+		fmt.Fprintf(w, "| %s | %d | %.0f | %d |", ka, r.Requests, r.PerSecond, r.FailedTotal)
+		for _, k := range load.Kinds {
+			fmt.Fprintf(w, " %d |", r.Failed[k])
+		}
+		fmt.Fprintf(w, " %s | %s | %s | %s | %s |\n", load.Round(r.P50), load.Round(r.P99), load.Round(r.Max), load.Durations(r.ReloadDurations), load.Durations(r.WorstAround))
 		for _, e := range r.ReloadErrors {
 			fmt.Fprintf(w, "\nreload failed: %s\n", e)
 		}
 	}
-}
-
-func round(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond).String()
-	}
-	return d.Round(time.Microsecond).String()
-}
-
-func durations(ds []time.Duration) string {
-	var s []string
-	for _, d := range ds {
-		s = append(s, round(d))
-	}
-	return strings.Join(s, ", ")
 }
 
 func freePort() (int, error) {

@@ -18,7 +18,7 @@
 // the interval; a hung process (/hang, SIGSTOP) stops doing so. Under baton
 // it reports each request with X_BATON_REQUEST_BEGIN/END, baton's
 // sd_notify extension, so that baton's request clock can tell a slow
-// request from a hung process.
+// request from a hung process; HELLO_REPORT_REQUESTS=0 turns that off.
 package main
 
 import (
@@ -87,7 +87,7 @@ func handler() http.Handler {
 		w.(http.Flusher).Flush()
 		go world.Lock()
 	})
-	report := os.Getenv("BATON_WORKER") != ""
+	report := os.Getenv("BATON_WORKER") != "" && os.Getenv("HELLO_REPORT_REQUESTS") != "0"
 	var seq atomic.Uint64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		world.RLock()
