@@ -93,4 +93,54 @@ func TestFDStoreKeepsSelfBoundSocketsAcrossRestartsAndCrashes(t *testing.T) {
 	write(base)
 	s.systemctl("reload", s.name+".service")
 	s.waitFor("extra to leave the store", 20*time.Second, func() bool { return s.show("NFileDescriptorStore") == "1" })
+
+	// A socket stored and then dropped from the config while baton was
+	// down comes back at start, and is closed and dropped from the store.
+	write(base + fmt.Sprintf("\n[sockets.extra]\nlisten = \"tcp://127.0.0.1:%d\"\n", extra))
+	s.systemctl("reload", s.name+".service")
+	if n := s.show("NFileDescriptorStore"); n != "2" {
+		t.Fatalf("NFileDescriptorStore=%s", n)
+	}
+	write(base)
+	// This test has started the unit five times in a few seconds: clear
+	// systemd's start rate limit (StartLimitBurst=) first.
+	s.systemctl("reset-failed", s.name+".service")
+	s.systemctl("restart", s.name+".service")
+	s.waitFor("the stale entry to leave the store", 20*time.Second, func() bool { return s.show("NFileDescriptorStore") == "1" })
+	if log := s.readLog(); !strings.Contains(log, "socket extra (tcp://127.0.0.1:") || !strings.Contains(log, "came back from the fd store but the config no longer names it") {
+		t.Errorf("log:\n%s", log)
+	}
+	if code, _ := get(t, url); code != 200 {
+		t.Errorf("web after the restart: %d", code)
+	}
+}
+
+// Sockets from a .socket unit and sockets baton binds itself work side by
+// side: only the latter go to the store, and both survive a restart.
+func TestSocketUnitAndStoredSocketsTogether(t *testing.T) {
+	web, admin := freePort(t), freePort(t)
+	cfgPath := filepath.Join(workDir, "mixed.toml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("command = [%q]\nworkers = 2\n\n[sockets.admin]\nlisten = \"tcp://127.0.0.1:%d\"\n", helloBin, admin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newService(t, "mixed",
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nFileDescriptorStoreMax=4\nExecStart=%s run -c %s\n", batonBin, cfgPath),
+		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", web))
+	s.systemctl("start", s.name+".socket", s.name+".service")
+	check := func() {
+		for _, p := range []int{web, admin} {
+			if code, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/", p)); code != 200 {
+				t.Errorf("port %d: %d", p, code)
+			}
+		}
+		if n := s.show("NFileDescriptorStore"); n != "1" {
+			t.Errorf("NFileDescriptorStore=%s: only admin belongs in the store", n)
+		}
+	}
+	check()
+	s.systemctl("restart", s.name+".service")
+	check()
+	if log := s.readLog(); strings.Contains(log, "no longer names it") {
+		t.Errorf("a socket unit's socket was taken for a stale store entry:\n%s", log)
+	}
 }
