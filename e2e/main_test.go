@@ -42,6 +42,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The shipped unit runs baton as a DynamicUser=, which must reach the
+	// binaries and configs built here.
+	if err := os.Chmod(workDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	defer os.RemoveAll(workDir)
 	batonBin = filepath.Join(workDir, "baton")
 	helloBin = filepath.Join(workDir, "hello")

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,9 @@ func TestFrozenWorkerIsEscalatedAndReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(victim, syscall.SIGKILL)
+	// kill() returns before the target stops; until it has, it may still
+	// accept a connection that then dies with it.
+	s.waitFor("the victim to be stopped", 10*time.Second, func() bool { return procState(victim) == "T" })
 
 	l := startLoad(url, 4)
 	s.waitFor("the frozen worker to be killed and replaced", 30*time.Second, func() bool {
@@ -250,4 +254,18 @@ func io_ReadAll(resp *http.Response) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// procState is the state letter of /proc/PID/stat ("T" stopped), or "".
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || len(s) < i+3 {
+		return ""
+	}
+	return s[i+2 : i+3]
 }

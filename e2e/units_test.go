@@ -47,13 +47,18 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 	if err := os.MkdirAll(svcDropIn, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Two directives cannot work in the sandbox these tests run in, which
-	// is not a booted system: ProtectKernelTunables= (remounting /proc/sys
-	// read-only fails: 226/NAMESPACE) and ProtectControlGroups= (with the
-	// hybrid cgroup mounts here, exec then fails: 203/EXEC). Every other
-	// directive of the shipped unit stays on; the packaging tests in a
-	// booted container are where all of them are proven.
-	if err := os.WriteFile(filepath.Join(svcDropIn, "test.conf"), []byte(fmt.Sprintf("[Service]\nStandardOutput=append:%s\nStandardError=append:%s\nProtectKernelTunables=no\nProtectControlGroups=no\n", log, log)), 0o644); err != nil {
+	// Six directives cannot work in the sandbox these tests run in, which
+	// is not a booted system with a system manager: ProtectKernelTunables=,
+	// ProtectKernelLogs= and ProtectHome= (their mounts fail:
+	// 226/NAMESPACE); ProtectControlGroups= and ProtectProc= (with this
+	// sandbox's cgroup and /proc mounts, exec then fails: 203/EXEC); and
+	// DynamicUser= (a user manager cannot hand the runtime directory to a
+	// dynamic user: bind: permission denied). Every other directive of the
+	// shipped unit stays on: the system call filter, no capabilities,
+	// NoNewPrivileges=, ProtectSystem=strict, PrivateDevices=,
+	// RestrictAddressFamilies=, RestrictNamespaces=, ... A booted container
+	// is where all of them are to be proven.
+	if err := os.WriteFile(filepath.Join(svcDropIn, "test.conf"), []byte(fmt.Sprintf("[Service]\nStandardOutput=append:%s\nStandardError=append:%s\nProtectKernelTunables=no\nProtectKernelLogs=no\nProtectHome=no\nProtectControlGroups=no\nProtectProc=default\nDynamicUser=no\n", log, log)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(confDir, "demo.toml"), []byte(fmt.Sprintf("command = [%q]\nworkers = 2\n", helloBin)), 0o644); err != nil {
@@ -84,8 +89,18 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 	if _, err := mgr.Systemctl(ctx(t), "reload", "baton@demo.service"); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := get(t, url); code != 200 || !strings.Contains(body, "generation 2") {
-		t.Fatalf("after reload: %d %q", code, body)
+	// An old worker told to stop a moment ago may still answer one
+	// request; the new generation answers from then on.
+	var body string
+	until := time.Now().Add(10 * time.Second)
+	for !strings.Contains(body, "generation 2") && time.Now().Before(until) {
+		var code int
+		if code, body = get(t, url); code != 200 {
+			t.Fatalf("after reload: %d %q", code, body)
+		}
+	}
+	if !strings.Contains(body, "generation 2") {
+		t.Fatalf("after reload: %q", body)
 	}
 	if st, _ := mgr.Show(ctx(t), "baton@demo.service", "StatusText"); st != "2/2 workers ready, generation 2" {
 		t.Errorf("status %q", st)
