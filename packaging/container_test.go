@@ -1,0 +1,382 @@
+package packaging
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rootCache is where the Debian 12 root is kept between runs on a machine;
+// the test builds it with debootstrap when it is absent.
+const rootCache = "/var/cache/baton-test/bookworm"
+
+func init() {
+	// Re-executed inside the container's network namespace as the load
+	// generator: BATON_PKG_LOAD=URL. It prints "progress N" every 500
+	// successful requests and stops when its stdin closes.
+	if url := os.Getenv("BATON_PKG_LOAD"); url != "" {
+		os.Exit(loadMain(url))
+	}
+}
+
+func loadMain(url string) int {
+	var ok, failed atomic.Int64
+	var first atomic.Value
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	stop := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				} else if n := ok.Add(1); n%500 == 0 {
+					mu.Lock()
+					fmt.Printf("progress %d\n", n)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e, _ := first.Load().(string)
+	mu.Lock()
+	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"ok": ok.Load(), "failed": failed.Load(), "first": e})
+	mu.Unlock()
+	return 0
+}
+
+func ensureRoot(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(rootCache, "usr/lib/systemd/systemd")); err == nil {
+		return
+	}
+	t.Logf("building the Debian 12 root in %s with debootstrap (once per machine)", rootCache)
+	tmp := rootCache + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(rootCache), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", tmp, "http://deb.debian.org/debian").CombinedOutput()
+	if err != nil {
+		t.Fatalf("debootstrap: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, rootCache); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// container is a booted Debian 12 with systemd as PID 1.
+type container struct {
+	t    *testing.T
+	root string
+	cmd  *exec.Cmd
+	pid1 int
+}
+
+func boot(t *testing.T) *container {
+	t.Helper()
+	ensureRoot(t)
+	root, err := os.MkdirTemp("/var/tmp", "baton-ct-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", rootCache+"/.", root).CombinedOutput(); err != nil {
+		t.Fatalf("copy root: %v\n%s", err, out)
+	}
+	c := &container{t: t, root: root}
+	c.cmd = exec.Command("systemd-nspawn", "-D", root, "--boot", "--register=no", "--keep-unit", "--private-network", "--console=passive")
+	log := filepath.Join(root, "nspawn.log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stdout, c.cmd.Stderr = f, f
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(c.stop)
+	deadline := time.Now().Add(30 * time.Second)
+	// nspawn's child becomes the container's systemd once set up; before
+	// that, its namespaces are not the container's yet.
+	for c.pid1 == 0 && time.Now().Before(deadline) {
+		if p := childOf(c.cmd.Process.Pid); p != 0 {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "systemd" {
+				c.pid1 = p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c.pid1 == 0 {
+		b, _ := os.ReadFile(log)
+		t.Fatalf("the container did not start:\n%s", b)
+	}
+	// Until systemd has opened its control socket, systemctl cannot
+	// connect at all; then --wait waits for the boot to finish.
+	var st string
+	for time.Now().Before(deadline.Add(30 * time.Second)) {
+		out, _ := c.run("timeout", "30", "systemctl", "is-system-running", "--wait")
+		if st = strings.TrimSpace(out); st == "running" || st == "degraded" {
+			return c
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("container state %q", st)
+	return nil
+}
+
+func childOf(pid int) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			return p
+		}
+	}
+	return 0
+}
+
+// run runs a command inside the container (all its namespaces).
+func (c *container) run(args ...string) (string, error) {
+	out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(c.pid1), "-a"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (c *container) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// loadRun is a load generator running inside the container's network.
+type loadRun struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	progress chan int64
+	result   chan string
+}
+
+// startLoad drives url inside the container's network until finish.
+func (c *container) startLoad(url string) *loadRun {
+	c.t.Helper()
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(c.pid1), "-n", os.Args[0])
+	cmd.Env = append(os.Environ(), "BATON_PKG_LOAD="+url)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	l := &loadRun{t: c.t, cmd: cmd, stdin: stdin, progress: make(chan int64, 1024), result: make(chan string, 1)}
+	go func() {
+		b, _ := io.ReadAll(io.TeeReader(stdout, progressWriter{l.progress}))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		l.result <- lines[len(lines)-1]
+	}()
+	return l
+}
+
+type progressWriter struct{ ch chan int64 }
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		var n int64
+		if _, err := fmt.Sscanf(line, "progress %d", &n); err == nil {
+			select {
+			case p.ch <- n:
+			default:
+			}
+		}
+	}
+	return len(b), nil
+}
+
+// served waits until n more requests have succeeded.
+func (l *loadRun) served(n int64) {
+	l.t.Helper()
+	var seen int64
+	deadline := time.After(60 * time.Second)
+	for seen < n {
+		select {
+		case <-l.progress:
+			seen += 500
+		case <-deadline:
+			l.t.Fatalf("the load stalled after %d requests", seen)
+		}
+	}
+}
+
+// finish stops the load and returns its counts.
+func (l *loadRun) finish() (ok, failed int64, first string) {
+	l.t.Helper()
+	l.stdin.Close()
+	line := <-l.result
+	if err := l.cmd.Wait(); err != nil {
+		l.t.Fatalf("load: %v", err)
+	}
+	var r struct {
+		OK, Failed int64
+		First      string
+	}
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		l.t.Fatalf("load output %q: %v", line, err)
+	}
+	return r.OK, r.Failed, r.First
+}
+
+func (c *container) stop() {
+	_, _ = c.run("systemctl", "poweroff")
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	os.RemoveAll(c.root)
+}
+
+func (c *container) copyIn(src, dst string, mode os.FileMode) {
+	c.t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(c.root, dst)), 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.root, dst), b, mode); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// The .deb on a real Debian 12 with systemd as PID 1: install, run an
+// instance of the shipped, fully sandboxed units, upgrade under load (the
+// postinst's reload executes the new baton in place), remove and purge.
+func TestDebInBootedDebian(t *testing.T) {
+	cmd := exec.Command("./packaging/build")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "VERSION=0.2.0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build 0.2.0: %v\n%s", err, out)
+	}
+	hello := filepath.Join(t.TempDir(), "hello")
+	build := exec.Command("go", "build", "-o", hello, "./examples/hello")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build hello: %v\n%s", err, out)
+	}
+
+	c := boot(t)
+	c.copyIn(deb, "/root/baton_0.1.0.deb", 0o644)
+	c.copyIn(filepath.Join("..", "dist", "baton_0.2.0-1_amd64.deb"), "/root/baton_0.2.0.deb", 0o644)
+	c.copyIn(hello, "/usr/local/bin/hello", 0o755)
+
+	c.must("dpkg", "-i", "/root/baton_0.1.0.deb")
+	if out, _ := c.run("systemctl", "list-units", "--all", "--no-legend", "baton@*"); strings.TrimSpace(out) != "" {
+		t.Errorf("installing enabled or started an instance:\n%s", out)
+	}
+	c.must("sh", "-c", `printf 'command = ["/usr/local/bin/hello"]\nworkers = 2\n' > /etc/baton/demo.toml &&
+		mkdir -p /etc/systemd/system/baton@demo.socket.d &&
+		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:8080\n' > /etc/systemd/system/baton@demo.socket.d/listen.conf &&
+		systemctl daemon-reload && systemctl enable --now baton@demo.socket`)
+	url := "http://127.0.0.1:8080/"
+	l := c.startLoad(url)
+	l.served(500)
+	if ok, failed, first := l.finish(); ok == 0 || failed > 0 {
+		t.Fatalf("serving: %d ok, %d failed (%s)\n%s", ok, failed, first, c.must("systemctl", "status", "baton@demo.service", "--no-pager"))
+	}
+	pid := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service"))
+	if st := strings.TrimSpace(c.must("systemctl", "show", "-p", "StatusText", "--value", "baton@demo.service")); st != "2/2 workers ready, generation 1" {
+		t.Errorf("status %q", st)
+	}
+
+	// Upgrade under load: the postinst reloads the instance, which
+	// executes the new baton in place.
+	l = c.startLoad(url)
+	l.served(2000)
+	c.must("dpkg", "-i", "/root/baton_0.2.0.deb")
+	l.served(2000)
+	ok, failed, first := l.finish()
+	t.Logf("upgrade under load: %d ok, %d failed", ok, failed)
+	if failed > 0 {
+		t.Errorf("upgrade under load: %d ok, %d failed (%s)", ok, failed, first)
+	}
+	if now := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service")); now != pid {
+		t.Errorf("main pid %s became %s: the upgrade restarted baton", pid, now)
+	}
+	if out := c.must("baton", "status", "--control", "/run/baton/demo/control.sock"); !strings.Contains(out, "baton 0.2.0") {
+		t.Errorf("the running baton is not the new one:\n%s", out)
+	}
+
+	// Remove stops every instance; purge leaves only the admin's own files.
+	c.must("dpkg", "-r", "baton")
+	for _, u := range []string{"baton@demo.service", "baton@demo.socket"} {
+		if st, _ := c.run("systemctl", "is-active", u); strings.TrimSpace(st) == "active" {
+			t.Errorf("%s still active after removal", u)
+		}
+	}
+	c.must("dpkg", "-P", "baton")
+	for _, gone := range []string{"/usr/bin/baton", "/lib/systemd/system/baton@.service", "/usr/lib/systemd/system/baton@.service", "/etc/baton/example.toml", "/var/lib/private/baton", "/etc/systemd/system/sockets.target.wants/baton@demo.socket"} {
+		if _, err := os.Lstat(filepath.Join(c.root, gone)); err == nil {
+			t.Errorf("%s is left after purge", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.root, "/etc/baton/demo.toml")); err != nil {
+		t.Errorf("purge removed the admin's own config: %v", err)
+	}
+}
