@@ -64,11 +64,35 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(confDir, "demo.toml"), []byte(fmt.Sprintf("command = [%q]\nworkers = 2\n", helloBin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The documented example for a second named socket (units/examples),
+	// listening on TCP here.
+	admin := freePort(t)
+	for src, dst := range map[string]string{
+		"../units/examples/baton-admin@.socket":                "baton-admin@.socket",
+		"../units/examples/baton@.service.d/admin-socket.conf": "baton@demo.service.d/admin-socket.conf",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mgr.UnitDir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adminDropIn := filepath.Join(mgr.UnitDir, "baton-admin@demo.socket.d")
+	if err := os.MkdirAll(adminDropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(adminDropIn, "listen.conf"), []byte(fmt.Sprintf("[Socket]\nListenStream=\nListenStream=127.0.0.1:%d\n", admin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := mgr.Systemctl(ctx(t), "daemon-reload"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		defer func() { _, _ = mgr.Systemctl(ctx(t), "stop", "baton@demo.service", "baton@demo.socket") }()
+		defer func() {
+			_, _ = mgr.Systemctl(ctx(t), "stop", "baton@demo.service", "baton@demo.socket", "baton-admin@demo.socket")
+		}()
 		if t.Failed() {
 			b, _ := os.ReadFile(log)
 			st, _ := mgr.Systemctl(ctx(t), "status", "baton@demo.service")
@@ -104,6 +128,23 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 	}
 	if st, _ := mgr.Show(ctx(t), "baton@demo.service", "StatusText"); st != "2/2 workers ready, generation 2" {
 		t.Errorf("status %q", st)
+	}
+	// The second named socket reaches the workers too.
+	if code, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/", admin)); code != 200 {
+		t.Errorf("admin socket: %d", code)
+	}
+	pid, _ := mgr.MainPID(ctx(t), "baton@demo.service")
+	if procs, _ := mgr.UnitProcs(ctx(t), "baton@demo.service"); len(procs) > 1 {
+		for _, p := range procs {
+			if p == pid {
+				continue
+			}
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p))
+			if !strings.Contains(string(env), "LISTEN_FDNAMES=web:admin\x00") && !strings.Contains(string(env), "LISTEN_FDNAMES=admin:web\x00") {
+				t.Errorf("worker %d environment lacks both names: %q", p, env)
+			}
+			break
+		}
 	}
 	if _, err := mgr.Systemctl(ctx(t), "stop", "baton@demo.service"); err != nil {
 		t.Fatal(err)

@@ -330,7 +330,9 @@ func TestDebInBootedDebian(t *testing.T) {
 	if out, _ := c.run("systemctl", "list-units", "--all", "--no-legend", "baton@*"); strings.TrimSpace(out) != "" {
 		t.Errorf("installing enabled or started an instance:\n%s", out)
 	}
-	c.must("sh", "-c", `printf 'command = ["/usr/local/bin/hello"]\nworkers = 2\n' > /etc/baton/demo.toml &&
+	// web comes from the socket unit; admin is bound by baton itself and
+	// kept in systemd's fd store, under the full sandbox.
+	c.must("sh", "-c", `printf 'command = ["/usr/local/bin/hello"]\nworkers = 2\n\n[sockets.admin]\nlisten = "tcp://127.0.0.1:8081"\n' > /etc/baton/demo.toml &&
 		mkdir -p /etc/systemd/system/baton@demo.socket.d &&
 		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:8080\n' > /etc/systemd/system/baton@demo.socket.d/listen.conf &&
 		systemctl daemon-reload && systemctl enable --now baton@demo.socket`)
@@ -339,6 +341,17 @@ func TestDebInBootedDebian(t *testing.T) {
 	l.served(500)
 	if ok, failed, first := l.finish(); ok == 0 || failed > 0 {
 		t.Fatalf("serving: %d ok, %d failed (%s)\n%s", ok, failed, first, c.must("systemctl", "status", "baton@demo.service", "--no-pager"))
+	}
+	if n := strings.TrimSpace(c.must("systemctl", "show", "-p", "NFileDescriptorStore", "--value", "baton@demo.service")); n != "1" {
+		t.Errorf("NFileDescriptorStore=%s, want the admin socket there", n)
+	}
+	// A restart under load on the stored socket refuses nothing.
+	l = c.startLoad("http://127.0.0.1:8081/")
+	l.served(1000)
+	c.must("systemctl", "restart", "baton@demo.service")
+	l.served(1000)
+	if ok, failed, first := l.finish(); failed > 0 {
+		t.Errorf("restart with the fd store: %d ok, %d failed (%s)", ok, failed, first)
 	}
 	pid := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service"))
 	if st := strings.TrimSpace(c.must("systemctl", "show", "-p", "StatusText", "--value", "baton@demo.service")); st != "2/2 workers ready, generation 1" {

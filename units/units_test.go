@@ -44,6 +44,23 @@ func TestSecurityExposureIsOK(t *testing.T) {
 
 func TestUnitsVerify(t *testing.T) {
 	dir := instance(t)
+	// The documented example for a second named socket, as an admin would
+	// install it: the socket unit and the service drop-in.
+	for src, dst := range map[string]string{
+		"examples/baton-admin@.socket":                "baton-admin@demo.socket",
+		"examples/baton@.service.d/admin-socket.conf": "baton@demo.service.d/admin-socket.conf",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, dst)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// verify wants the binary named in ExecStart= to exist.
 	bin := filepath.Join(dir, "baton")
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
@@ -56,7 +73,7 @@ func TestUnitsVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("systemd-analyze", "verify", "--man=no", filepath.Join(dir, "baton@demo.socket"), filepath.Join(dir, "baton@demo.service"))
+	cmd := exec.Command("systemd-analyze", "verify", "--man=no", filepath.Join(dir, "baton@demo.socket"), filepath.Join(dir, "baton-admin@demo.socket"), filepath.Join(dir, "baton@demo.service"))
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
