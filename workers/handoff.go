@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/fdutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,20 +75,6 @@ func (s *Supervisor) PrepareHandoff(ctx context.Context) (h *Handoff, resume fun
 	return r.h, func() { close(req.resume) }, nil
 }
 
-// fdOf returns a file's descriptor without os.File.Fd's switch to
-// blocking mode, which would stall a goroutine reading it.
-func fdOf(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
-
 func setCloexec(fd int, on bool) error {
 	flag := 0
 	if on {
@@ -139,7 +126,7 @@ func (s *Supervisor) handoff(req handoffRequest) {
 	}
 	h.NotifyFD = fd
 	for _, x := range s.sockets {
-		fd, err := fdOf(x.File)
+		fd, err := fdutil.Raw(x.File)
 		if err == nil {
 			err = keep(fd)
 		}
@@ -152,8 +139,8 @@ func (s *Supervisor) handoff(req handoffRequest) {
 	for _, w := range s.byPID {
 		hw := HandoffWorker{Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1}
 		if w.outR != nil {
-			out, err1 := fdOf(w.outR)
-			errFD, err2 := fdOf(w.errR)
+			out, err1 := fdutil.Raw(w.outR)
+			errFD, err2 := fdutil.Raw(w.errR)
 			if err := errors.Join(err1, err2); err != nil {
 				fail(err)
 				return

@@ -13,15 +13,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/batonhq/baton/bench/load"
@@ -64,7 +61,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
+	root, err := load.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -82,7 +79,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer mgr.Stop()
 
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return err
 	}
@@ -164,27 +161,4 @@ func report(w io.Writer, o options, results []Result) {
 			fmt.Fprintf(w, "\nreload failed: %s\n", e)
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// moduleRoot finds the directory of go.mod, so the benchmark runs from
-// anywhere in the repository.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the benchmark inside the baton repository")
-	}
-	return filepath.Dir(mod), nil
 }

@@ -20,11 +20,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +73,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
+	root, err := load.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -175,7 +173,7 @@ func (e *env) kill9(unit string) func() error {
 }
 
 func batonScenario(e *env) (row, error) {
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return row{}, err
 	}
@@ -217,7 +215,7 @@ func batonScenario(e *env) (row, error) {
 }
 
 func plainScenario(e *env) (row, error) {
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return row{}, err
 	}
@@ -239,25 +237,4 @@ func ints(v []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, ", ")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the benchmark inside the baton repository")
-	}
-	return filepath.Dir(mod), nil
 }

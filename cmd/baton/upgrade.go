@@ -14,6 +14,7 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/fdutil"
 	"github.com/batonhq/baton/workers"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -156,7 +157,7 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 	st.ControlFD = fd
 	if err == nil && u.metricsSock != nil {
 		var mfd int
-		if mfd, err = rawFileFD(u.metricsSock.File); err == nil {
+		if mfd, err = fdutil.Raw(u.metricsSock.File); err == nil {
 			err = keep(mfd)
 		}
 		st.MetricsFD, st.MetricsName, st.MetricsAddr, st.MetricsOrigin = mfd, u.metricsSock.Name, u.metricsSock.Addr, string(u.metricsSock.Origin)
@@ -213,18 +214,6 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 	if err := control.Reply(st.ClientFD, resp); err != nil {
 		h.log.WithError(err).Warn("answer the upgrade's caller")
 	}
-}
-
-func rawFileFD(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
 }
 
 // upgradeCommand is `baton upgrade`: execute the binary on disk in place.

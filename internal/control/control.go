@@ -15,9 +15,9 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/fdutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,21 +83,7 @@ func ListenFD(fd int, path string, h Handler) (*Server, error) {
 }
 
 // FD returns the listening socket's fd, for handing it over across exec.
-func (s *Server) FD() (int, error) { return rawFD(s.l) }
-
-func rawFD(c interface {
-	SyscallConn() (syscall.RawConn, error)
-}) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
+func (s *Server) FD() (int, error) { return fdutil.Raw(s.l) }
 
 // Server accepts control connections.
 type Server struct {
@@ -176,7 +162,7 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) error {
 	}
 	var msg string
 	var st *Status
-	if fd, ferr := rawFD(conn); ferr == nil {
+	if fd, ferr := fdutil.Raw(conn); ferr == nil {
 		ctx = context.WithValue(ctx, connKey{}, fd)
 	}
 	switch req.Command {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/batonhq/baton/internal/fdutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,17 +115,7 @@ func ListenerFromFD(fd int, path string) (*Listener, error) {
 }
 
 // FD returns the socket's descriptor, for handing it over across exec.
-func (l *Listener) FD() (int, error) {
-	rc, err := l.conn.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
+func (l *Listener) FD() (int, error) { return fdutil.Raw(l.conn) }
 
 // Path is the socket's filesystem path, the value for NOTIFY_SOCKET.
 func (l *Listener) Path() string { return l.path }
