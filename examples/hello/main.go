@@ -181,7 +181,7 @@ func run(addr string) error {
 	case <-stop:
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
-	return drain(srv, listeners, &open)
+	return drain(srv, listeners, errs, &open)
 }
 
 // drain stops taking connections and finishes the ones it has; the
@@ -194,11 +194,17 @@ func run(addr string) error {
 // (the kernel's queue stays with the other workers), turn keep-alives off
 // (idle connections close, active ones after their response), and wait
 // until every connection we accepted is closed.
-func drain(srv *http.Server, listeners []net.Listener, open *atomic.Int64) error {
+func drain(srv *http.Server, listeners []net.Listener, served <-chan error, open *atomic.Int64) error {
 	for _, l := range listeners {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			return err
 		}
+	}
+	// Each Serve returns once its listener is closed, and only after it
+	// registered the connection it may have just accepted: until then that
+	// connection is not counted in open yet.
+	for range listeners {
+		<-served
 	}
 	for open.Load() > 0 {
 		// Also closes connections idle since, and ones that sent nothing
