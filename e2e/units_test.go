@@ -110,6 +110,20 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 	if code, body := get(t, url); code != 200 || !strings.Contains(body, "generation 1") {
 		t.Fatalf("%d %q", code, body)
 	}
+	// A worker answers before baton has told systemd READY=1; a reload
+	// while the start job still runs is merged into it by systemd and never
+	// reaches baton. Wait for the unit to be active.
+	activeBy := time.Now().Add(20 * time.Second)
+	for {
+		st, _ := mgr.Show(ctx(t), "baton@demo.service", "ActiveState")
+		if st == "active" {
+			break
+		}
+		if time.Now().After(activeBy) {
+			t.Fatalf("baton@demo.service is %s", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := mgr.Systemctl(ctx(t), "reload", "baton@demo.service"); err != nil {
 		t.Fatal(err)
 	}
