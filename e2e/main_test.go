@@ -1,5 +1,3 @@
-// Package e2e runs baton under a real systemd user manager with real
-// .socket and .service units, real systemctl and real HTTP on 127.0.0.1.
 package e2e
 
 import (

@@ -1,6 +1,3 @@
-// Package packaging holds baton's .deb and .rpm packaging (nfpm.yaml at the
-// repository root, maintainer scripts here); its tests build both packages
-// and hold them to lintian and rpmlint.
 package packaging
 
 import (

@@ -1,0 +1,3 @@
+// Package testutil holds helpers shared by baton's tests: leak checks for
+// file descriptors and processes.
+package testutil

@@ -1,0 +1,6 @@
+// Package packaging holds baton's .deb and .rpm packaging: nfpm.yaml at the
+// repository root, the maintainer scripts, man page, copyright, changelog
+// and build script here. Its tests build both packages, hold them to
+// lintian and rpmlint, and install, upgrade and purge the .deb on Debian 12
+// booted in a container (systemd-nspawn).
+package packaging
