@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/internal/fdutil"
@@ -210,9 +212,24 @@ func Call(ctx context.Context, path string, req Request) (string, error) {
 	return resp.Message, nil
 }
 
-// GetStatus asks for the pool's status.
+// ErrNoAnswer is returned when baton closed the connection without an
+// answer: it was stopping, or executing itself in place (an upgrade), and
+// the request may or may not have been carried out.
+var ErrNoAnswer = errors.New("baton closed the connection without answering (stopping, or upgrading in place?); check with baton status")
+
+// GetStatus asks for the pool's status. It asks once more when baton
+// closed the connection unanswered: a status request that arrives while
+// baton executes itself in place is dropped with the old image.
 func GetStatus(ctx context.Context, path string) (*Status, error) {
 	resp, err := roundTrip(ctx, path, Request{Command: "status"})
+	if errors.Is(err, ErrNoAnswer) {
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		resp, err = roundTrip(ctx, path, Request{Command: "status"})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +255,9 @@ func roundTrip(ctx context.Context, path string, req Request) (*Response, error)
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, ErrNoAnswer
 		}
 		return nil, fmt.Errorf("read answer from baton: %w", err)
 	}

@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,5 +96,64 @@ func TestErrorsComeBack(t *testing.T) {
 	}
 	if _, err := Call(context.Background(), filepath.Join(t.TempDir(), "none.sock"), Request{Command: "reload"}); err == nil || !strings.Contains(err.Error(), "connect to baton at") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// A server that closes without answering, as baton does when it executes
+// itself in place mid-request.
+func TestUnansweredRequests(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	path := filepath.Join(t.TempDir(), "mute.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan int, 4)
+	go func() {
+		for i := 0; ; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if i == 0 {
+				c.Close() // the first status request dies with the old image
+				accepted <- i
+				continue
+			}
+			var req Request
+			_ = json.NewDecoder(c).Decode(&req)
+			_ = json.NewEncoder(c).Encode(Response{OK: true, Status: &Status{Generation: 7}})
+			c.Close()
+			accepted <- i
+		}
+	}()
+	st, err := GetStatus(context.Background(), path)
+	if err != nil || st.Generation != 7 {
+		t.Fatalf("status after one dropped request: %+v %v", st, err)
+	}
+	<-accepted
+	<-accepted
+
+	// reload is not retried (it may have been carried out): the caller is
+	// told what happened.
+	mute := filepath.Join(t.TempDir(), "mute2.sock")
+	l2, err := net.Listen("unix", mute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	go func() {
+		for {
+			c, err := l2.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, err = Call(context.Background(), mute, Request{Command: "reload", Wait: true})
+	if !errors.Is(err, ErrNoAnswer) || !strings.Contains(err.Error(), "without answering") {
+		t.Errorf("unanswered reload: %v", err)
 	}
 }
