@@ -86,7 +86,7 @@ func (l *load) finish(t *testing.T) {
 func TestFrozenWorkerIsEscalatedAndReplaced(t *testing.T) {
 	port := freePort(t)
 	s := newService(t, "clock-frozen",
-		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nExecStart=%s run -w 3 --watchdog-timeout 1s --timeout-grace 1s -- %s\n", batonBin, helloBin),
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nExecStart=%s run -w 3 --watchdog-timeout 2s --timeout-grace 1s -- %s\n", batonBin, helloBin),
 		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", port))
 	s.systemctl("start", s.name+".socket", s.name+".service")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -109,7 +109,7 @@ func TestFrozenWorkerIsEscalatedAndReplaced(t *testing.T) {
 	l.finish(t)
 	log := s.readLog()
 	for _, want := range []string{
-		"watchdog-timeout 1s expired (no WATCHDOG=1 for",
+		"watchdog-timeout 2s expired (no WATCHDOG=1 for",
 		"sending SIGABRT, SIGKILL in 1s",
 		"still running timeout-grace 1s after SIGABRT; sending SIGKILL",
 		"clock=watchdog",
@@ -126,7 +126,7 @@ func TestFrozenWorkerIsEscalatedAndReplaced(t *testing.T) {
 func TestSlowRequestIsTheRequestClocksAndDumpsStacks(t *testing.T) {
 	port := freePort(t)
 	s := newService(t, "clock-request",
-		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nExecStart=%s run -w 2 --watchdog-timeout 1s --request-timeout 1500ms --timeout-grace 3s -- %s\n", batonBin, helloBin),
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nExecStart=%s run -w 2 --watchdog-timeout 3s --request-timeout 1500ms --timeout-grace 3s -- %s\n", batonBin, helloBin),
 		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", port))
 	s.systemctl("start", s.name+".socket", s.name+".service")
 	// The request dies with its worker; its error is expected.
@@ -152,7 +152,7 @@ func TestSlowRequestIsTheRequestClocksAndDumpsStacks(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	if strings.Contains(log, "watchdog-timeout 1s expired") {
+	if strings.Contains(log, "watchdog-timeout 3s expired") {
 		t.Errorf("the watchdog fired for a worker that kept beating:\n%s", log)
 	}
 }
@@ -165,7 +165,7 @@ func TestSlowBoot(t *testing.T) {
 		killed           bool
 	}{
 		{"boot-within", "HELLO_BOOT_DELAY=1500ms", "--boot-timeout 5s", false},
-		{"boot-extended", "HELLO_BOOT_DELAY=2500ms HELLO_BOOT_EXTEND=1", "--boot-timeout 1s", false},
+		{"boot-extended", "HELLO_BOOT_DELAY=3500ms HELLO_BOOT_EXTEND=1", "--boot-timeout 1500ms", false},
 		{"boot-beyond", "HELLO_BOOT_DELAY=60s", "--boot-timeout 1s --timeout-grace 1s", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

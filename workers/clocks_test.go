@@ -39,10 +39,12 @@ func TestWatchdogEscalatesWhenHeartbeatsStop(t *testing.T) {
 }
 
 func TestHeartbeatingWorkerIsLeftAlone(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 1, WatchdogTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, nil, "BATON_TEST_MODE=heartbeat")
+	// Heartbeats every 50ms against a 1s watchdog: only a stalled machine
+	// could miss twenty in a row.
+	p := startPool(t, &config.Config{Workers: 1, WatchdogTimeout: time.Second, TimeoutSignal: quiet}, nil, "BATON_TEST_MODE=heartbeat")
 	p.waitFor("ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
 	// Several watchdog intervals pass; the condition is that nothing fires.
-	deadline := time.Now().Add(1500 * time.Millisecond)
+	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		if snap, _ := p.s.Snapshot(); snap.Failures[1] != 0 || snap.Ready != 1 {
 			t.Fatalf("heartbeating worker was escalated:\n%s", p.logLines())
@@ -72,9 +74,12 @@ func TestWatchdogTriggerEscalatesAtOnce(t *testing.T) {
 }
 
 func TestExtendTimeoutUSecExtendsBoot(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, nil, "BATON_TEST_MODE=extend-boot")
-	snap := p.waitFor("ready after 600ms despite a 300ms boot-timeout", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
-	if snap.Failures[1] != 0 || p.logged("boot-timeout 300ms expired") || !p.logged("extended its boot-timeout to 3s") {
+	// The worker asks for 10s at once and is ready after 2.5s: well past
+	// the 1.5s boot-timeout, which leaves it ample time to start even on a
+	// loaded machine.
+	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 1500 * time.Millisecond, TimeoutSignal: quiet}, nil, "BATON_TEST_MODE=extend-boot")
+	snap := p.waitFor("ready after 2.5s despite a 1.5s boot-timeout", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
+	if snap.Failures[1] != 0 || p.logged("boot-timeout 1.5s expired") || !p.logged("extended its boot-timeout to 10s") {
 		t.Errorf("log:\n%s", p.logLines())
 	}
 	p.stop(Graceful)

@@ -131,8 +131,8 @@ func testWorker(mode string) int {
 		notifyUp("WATCHDOG=trigger")
 		return waitTerm()
 	case "extend-boot":
-		notifyUp("EXTEND_TIMEOUT_USEC=3000000")
-		time.Sleep(600 * time.Millisecond)
+		notifyUp("EXTEND_TIMEOUT_USEC=10000000")
+		time.Sleep(2500 * time.Millisecond)
 		notifyUp("READY=1")
 		return waitTerm()
 	case "ready-then-exit":
