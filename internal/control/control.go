@@ -249,6 +249,10 @@ func roundTrip(ctx context.Context, path string, req Request) (*Response, error)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		// Closed before the request was even read: no answer either.
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, ErrNoAnswer
+		}
 		return nil, fmt.Errorf("send to baton: %w", err)
 	}
 	var resp Response
