@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -40,7 +40,8 @@ func startLoad(url string, clients int) *load {
 				}
 				resp, err := client.Get(url)
 				if err == nil {
-					_, err = io_ReadAll(resp)
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
 					if err == nil && resp.StatusCode != 200 {
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
@@ -237,22 +238,6 @@ func TestStopBudgetIsCheckedAgainstTheUnit(t *testing.T) {
 	})
 	if !strings.Contains(s.readLog(), "set TimeoutStopSec=40s in [Service]") {
 		t.Errorf("no fix named:\n%s", s.readLog())
-	}
-}
-
-func io_ReadAll(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			if err.Error() == "EOF" {
-				return []byte(b.String()), nil
-			}
-			return nil, err
-		}
 	}
 }
 

@@ -169,7 +169,7 @@ func (s *Supervisor) adopt(h *Handoff) {
 		w := &worker{
 			slot: hw.Slot, gen: hw.Gen, cfg: s.cfg, sockets: s.sockets, pid: hw.PID, state: hw.State,
 			spawned: hw.Spawned, readyAt: hw.ReadyAt, lastHeartbeat: hw.LastHeartbeat, status: hw.Status,
-			retired: hw.Retired, execDone: true,
+			retired: hw.Retired,
 		}
 		w.bootDeadline = addClock(now, s.cfg.BootTimeout)
 		w.watchdog = s.cfg.WatchdogTimeout

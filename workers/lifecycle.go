@@ -2,6 +2,7 @@ package workers
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/batonhq/baton/activation"
@@ -79,7 +80,6 @@ func (s *Supervisor) onExec(ev execEvent) {
 		s.workerLog(w).Errorf("spawn worker %d: %s", w.slot, ev.errMsg)
 		return
 	}
-	w.execDone = true
 	if w.cfg.Readiness == config.ReadinessExec && w.state == Starting {
 		s.markReady(w)
 	}
@@ -235,7 +235,7 @@ func (s *Supervisor) degraded() string {
 	last := ""
 	for _, sl := range s.slots {
 		if sl.failures >= degradedAfter && (sl.w == nil || sl.w.state != Ready) && sl.next == nil {
-			looping = append(looping, itoa(sl.n))
+			looping = append(looping, strconv.Itoa(sl.n))
 			last = sl.lastExit
 		}
 	}

@@ -2,7 +2,7 @@ package workers
 
 import (
 	"errors"
-	"strconv"
+	"os"
 	"strings"
 	"syscall"
 
@@ -44,10 +44,14 @@ func (s *Supervisor) readNotifications(done chan<- struct{}) {
 	}
 }
 
-// ancestry returns pid and its ancestors, read from /proc.
+// ancestry returns pid and its ancestors, read from /proc, up to baton
+// itself: every worker is baton's child, so nothing above can be one. A
+// worker's own datagram (the common case, twice per reported request)
+// costs one read.
 func ancestry(pid int) []int {
 	chain := []int{pid}
-	for len(chain) < maxAncestry && pid > 1 {
+	self := os.Getpid()
+	for len(chain) < maxAncestry && pid > 1 && pid != self {
 		pid = procfs.Parent(pid)
 		if pid <= 0 {
 			break
@@ -103,8 +107,7 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 		w.status = *m.Status
 	}
 	if m.Errno != nil {
-		w.errno = *m.Errno
-		log.Warnf("worker %d reports errno %d (%s)", w.slot, w.errno, syscall.Errno(w.errno).Error())
+		log.Warnf("worker %d reports errno %d (%s)", w.slot, *m.Errno, syscall.Errno(*m.Errno).Error())
 	}
 	if m.MainPID != nil && *m.MainPID != w.pid {
 		w.mainPID = *m.MainPID
@@ -148,8 +151,6 @@ func dropKind(reason string) string {
 		return "malformed"
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // exitedMemory is how many exited worker pids are remembered to recognise
 // their late notifications.

@@ -36,9 +36,7 @@ type worker struct {
 	spawned   time.Time
 	readyAt   time.Time
 	status    string // last STATUS=
-	errno     int    // last ERRNO=, 0 when none
 	mainPID   int    // MAINPID= if the worker named another process
-	execDone  bool   // the shim's exec succeeded
 
 	// bootDeadline is when a Starting worker fails its boot.
 	bootDeadline time.Time

@@ -33,3 +33,23 @@ func ModuleRoot() (string, error) {
 	}
 	return filepath.Dir(mod), nil
 }
+
+// Build runs go build in the module root for each output in dir: targets
+// maps an output name to go build's arguments before the package, and the
+// package, e.g. {"baton": {"./cmd/baton"}, "v2": {"-ldflags", "...", "./cmd/baton"}}.
+func Build(dir string, targets map[string][]string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	for name, args := range targets {
+		pkg := args[len(args)-1]
+		argv := append(append([]string{"build"}, args[:len(args)-1]...), "-o", filepath.Join(dir, name), pkg)
+		cmd := exec.Command("go", argv...)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v: %s", name, err, b)
+		}
+	}
+	return nil
+}

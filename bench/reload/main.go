@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -50,17 +49,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := load.ModuleRoot()
-	if err != nil {
+	if err := load.Build(dir, map[string][]string{"baton": {"./cmd/baton"}, "hello": {"./examples/hello"}}); err != nil {
 		return err
-	}
-	bins := map[string]string{"baton": "./cmd/baton", "hello": "./examples/hello"}
-	for name, pkg := range bins {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v: %s", pkg, err, b)
-		}
 	}
 	mgr, err := systemdtest.Start(ctx, dir)
 	if err != nil {

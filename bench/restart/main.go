@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -55,20 +54,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	root, err := load.ModuleRoot()
-	if err != nil {
+	if err := load.Build(dir, map[string][]string{
+		"baton":    {"./cmd/baton"},
+		"baton-v2": {"-ldflags", "-X main.version=bench-2", "./cmd/baton"},
+		"hello":    {"./examples/hello"},
+	}); err != nil {
 		return err
-	}
-	for name, args := range map[string][]string{
-		"baton":    {"-o", filepath.Join(dir, "baton"), "./cmd/baton"},
-		"baton-v2": {"-ldflags", "-X main.version=bench-2", "-o", filepath.Join(dir, "baton-v2"), "./cmd/baton"},
-		"hello":    {"-o", filepath.Join(dir, "hello"), "./examples/hello"},
-	} {
-		cmd := exec.Command("go", append([]string{"build"}, args...)...)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v: %s", name, err, b)
-		}
 	}
 	mgr, err := systemdtest.Start(ctx, dir)
 	if err != nil {

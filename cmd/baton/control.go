@@ -37,10 +37,11 @@ func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) 
 	if h.up != nil && h.up.changed() {
 		return h.upgrade(ctx, "reload: the binary on disk was replaced")
 	}
-	return h.reload(ctx, wait, true)
+	return h.reload(ctx, wait)
 }
 
-func (h *controlHandler) reload(ctx context.Context, wait, _ bool) (string, error) {
+// reload rolls the workers with the config re-read, whatever the binary.
+func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) {
 	cfg, err := h.flags.Resolve(h.args)
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
@@ -114,11 +115,30 @@ func firstRuntimeDir() string {
 	return d
 }
 
+// controlFlag registers -s/--control, shared by the commands that talk to a
+// running baton.
+func controlFlag(fs *pflag.FlagSet) *string {
+	return fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+}
+
+// needControl says how to name the control socket when none was found;
+// hint offers the signal that does the same without one.
+func needControl(path, hint string) error {
+	if path != "" {
+		return nil
+	}
+	msg := "no control socket: pass --control SOCKET (baton run logs where it is) or run under systemd with RuntimeDirectory="
+	if hint != "" {
+		msg += "; " + hint
+	}
+	return usageError{errors.New(msg)}
+}
+
 // reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
 func reloadCommand(args []string) error {
 	fs := pflag.NewFlagSet("baton reload", pflag.ContinueOnError)
 	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
-	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	path := controlFlag(fs)
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait as long as it takes)")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: baton reload [--wait] [--control SOCKET]\n\n%s", fs.FlagUsages())
@@ -132,8 +152,8 @@ func reloadCommand(args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("reload takes no arguments, got %q", fs.Args())}
 	}
-	if *path == "" {
-		return usageError{errors.New("no control socket: pass --control SOCKET (baton run logs where it is) or run under systemd with RuntimeDirectory=; SIGHUP reloads too")}
+	if err := needControl(*path, "SIGHUP reloads too"); err != nil {
+		return err
 	}
 	ctx := context.Background()
 	if *timeout > 0 {
@@ -193,15 +213,15 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 func statusCommand(args []string) error {
 	fs := pflag.NewFlagSet("baton status", pflag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
-	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	path := controlFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
 		return usageError{err}
 	}
-	if *path == "" {
-		return usageError{errors.New("no control socket: pass --control SOCKET (baton run logs where it is), or run where RUNTIME_DIRECTORY is set")}
+	if err := needControl(*path, ""); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -197,7 +197,7 @@ func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
 // finishUpgrade runs in the new baton once its supervisor runs: it rolls
 // the workers like a reload and answers whoever asked for the upgrade.
 func (h *controlHandler) finishUpgrade(st *upgradeState) {
-	msg, err := h.reload(context.Background(), true, false)
+	msg, err := h.reload(context.Background(), true)
 	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
 	if err != nil {
 		h.log.WithError(err).Errorf("%s, but rolling the workers failed", prefix)
@@ -219,15 +219,15 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 // upgradeCommand is `baton upgrade`: execute the binary on disk in place.
 func upgradeCommand(args []string) error {
 	fs := pflag.NewFlagSet("baton upgrade", pflag.ContinueOnError)
-	path := fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	path := controlFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
 		return usageError{err}
 	}
-	if *path == "" {
-		return usageError{errors.New("no control socket: pass --control SOCKET, or send baton SIGUSR2")}
+	if err := needControl(*path, "SIGUSR2 upgrades too"); err != nil {
+		return err
 	}
 	msg, err := control.Call(context.Background(), *path, control.Request{Command: "upgrade", Wait: true})
 	if err != nil {
