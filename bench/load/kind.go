@@ -42,16 +42,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", k)
 }
 
-// ParseKind is the inverse of Kind.String.
-func ParseKind(s string) (Kind, error) {
-	for k, name := range kindNames {
-		if name == s {
-			return Kind(k), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown request kind %q", s)
-}
-
 // Error is why a request failed: its kind and the step that failed.
 type Error struct {
 	Kind Kind
