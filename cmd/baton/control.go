@@ -184,7 +184,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	}
 	for _, w := range snap.Workers {
 		ws := control.WorkerStatus{
-			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: string(w.State), Retiring: w.Retiring,
+			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: w.State.Phase(), Retiring: w.Retiring,
 			Age: snap.Taken.Sub(w.Spawned).Seconds(), Status: w.Status,
 		}
 		if !w.LastHeartbeat.IsZero() {

@@ -26,6 +26,9 @@ type Flags struct {
 	timeoutSignal   string
 	timeoutGrace    string
 	surge           int
+	settleTime      string
+	maxWorkers      int
+	drainDelay      string
 	maxLifetime     string
 	maxMemory       string
 	metricsSocket   string
@@ -47,6 +50,9 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.timeoutSignal, "timeout-signal", "", "signal sent first when a boot, watchdog or request clock expires (default SIGABRT)")
 	fs.StringVar(&f.timeoutGrace, "timeout-grace", "", fmt.Sprintf("time from timeout-signal to SIGKILL (default %s)", DefaultTimeoutGrace))
 	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload or recycling (default 1)")
+	fs.StringVar(&f.settleTime, "settle-time", "", fmt.Sprintf("how long a reload's new workers must stay up before it counts as done (the canary before the rest roll, and all of them at the end); a new worker that exits within it fails the reload; \"0s\" for none (default %s)", DefaultSettleTime))
+	fs.IntVar(&f.maxWorkers, "max-workers", 0, fmt.Sprintf("most workers scaling up (SIGTTIN) may reach (default %d times --workers)", DefaultMaxWorkersFactor))
+	fs.StringVar(&f.drainDelay, "drain-delay", "", "on a graceful stop, time baton stays up but unready (STATUS=, /readyz) before workers are told to stop (default 0s)")
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this long, less up to 10% jitter (default infinity)")
 	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds this, e.g. 512MiB (default: no limit)")
@@ -114,6 +120,28 @@ func (f *Flags) apply(c *Config) error {
 			return flagError("surge", fmt.Sprint(f.surge), errors.New("must be at least 1"))
 		}
 		c.Surge = f.surge
+	}
+	if changed("max-workers") {
+		if f.maxWorkers < 1 {
+			return flagError("max-workers", fmt.Sprint(f.maxWorkers), errors.New("must be at least 1"))
+		}
+		c.MaxWorkers = f.maxWorkers
+	}
+	for _, d := range []struct {
+		name, value string
+		dst         *time.Duration
+	}{
+		{"settle-time", f.settleTime, &c.SettleTime},
+		{"drain-delay", f.drainDelay, &c.DrainDelay},
+	} {
+		if !changed(d.name) {
+			continue
+		}
+		v, err := parseDurationOrZero(d.value)
+		if err != nil {
+			return &Error{Key: "--" + d.name, Err: err}
+		}
+		*d.dst = v
 	}
 	if changed("readiness") {
 		r, err := ParseReadiness(f.readiness)
@@ -222,6 +250,21 @@ func (c *Config) Finish() error {
 	}
 	if c.Surge == 0 {
 		c.Surge = 1
+	}
+	switch c.SettleTime {
+	case 0:
+		c.SettleTime = DefaultSettleTime
+	case Off:
+		c.SettleTime = 0
+	}
+	if c.DrainDelay == Off {
+		c.DrainDelay = 0
+	}
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = DefaultMaxWorkersFactor * c.Workers
+	}
+	if c.MaxWorkers < c.Workers {
+		return where("max-workers", fmt.Errorf("%d is fewer than the %d workers", c.MaxWorkers, c.Workers))
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = Infinity

@@ -30,6 +30,29 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
+// Off is a duration set to zero explicitly ("0s"), for settings whose
+// zero value means "the default": Finish turns it into 0.
+const Off = time.Duration(-1)
+
+// parseDurationOrZero is ParseDuration, but "0" and "0s" are allowed and
+// give Off.
+func parseDurationOrZero(s string) (time.Duration, error) {
+	if v, err := time.ParseDuration(s); err == nil && v == 0 {
+		return Off, nil
+	}
+	if s == "0" {
+		return Off, nil
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (want e.g. \"2s\", or \"0s\" for none)", s)
+	}
+	if v == Infinity {
+		return 0, fmt.Errorf("%q: infinity is not allowed here", s)
+	}
+	return v, nil
+}
+
 // FormatDuration is the inverse of ParseDuration.
 func FormatDuration(d time.Duration) string {
 	if d == Infinity {
