@@ -209,9 +209,13 @@ func TestReloadDuringAReloadIsQueued(t *testing.T) {
 	p.waitFor("the first reload to start", 10*time.Second, func(s Snapshot) bool { return s.Reloading })
 	// Two more arrive while the first runs: the second is queued, the
 	// third replaces its config.
-	go func() { results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, Command: []string{"/bin/false"}}), nil, "second") }()
+	go func() {
+		results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, Command: []string{"/bin/false"}}), nil, "second")
+	}()
 	p.waitFor("the second reload queued", 10*time.Second, func(s Snapshot) bool { return s.ReloadQueued })
-	go func() { results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, SettleTime: config.Off}), nil, "third") }()
+	go func() {
+		results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, SettleTime: config.Off}), nil, "third")
+	}()
 	p.waitFor("the third reload coalesced", 10*time.Second, func(Snapshot) bool { return p.logged("reload (third) queued behind") })
 	var failed, ok int
 	for i := 0; i < 3; i++ {

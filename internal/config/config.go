@@ -16,7 +16,7 @@ const (
 	// DefaultMaxWorkersFactor times workers is the scaling ceiling when
 	// max-workers is not set.
 	DefaultMaxWorkersFactor = 4
-	DefaultSocketMode      = 0o666 // as systemd's SocketMode=
+	DefaultSocketMode       = 0o666 // as systemd's SocketMode=
 )
 
 // Config is baton's validated configuration. The zero value of each field

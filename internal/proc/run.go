@@ -92,4 +92,3 @@ func Output(ctx context.Context, argv []string, env []string) ([]byte, error) {
 	}
 	return stdout.Bytes(), nil
 }
-
