@@ -34,7 +34,7 @@ func checkCommand(args []string) error {
 	if where == "" {
 		where = "flags"
 	}
-	fmt.Printf("%s: config OK: %d workers of %s (%s), sockets %s\n", where, cfg.Workers, strings.Join(cfg.Command, " "), resolved, socketNames(cfg))
+	fmt.Printf("%s: config OK: %d %s of %s (%s), sockets %s\n", where, cfg.Workers, pluralize(cfg.Workers, "worker", "workers"), strings.Join(cfg.Command, " "), resolved, socketNames(cfg))
 	if *unit == "" {
 		return nil
 	}
