@@ -30,9 +30,11 @@ func TestProxyGroupDropInOpensTheSocketToTheGroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(mgr.UnitDir, name), []byte(strings.ReplaceAll(string(b), "/usr/bin/baton", batonBin)), 0o644); err != nil {
+		path := filepath.Join(mgr.UnitDir, name)
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(b), "/usr/bin/baton", batonBin)), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { os.Remove(path) })
 	}
 	sock := filepath.Join(workDir, "proxy.sock")
 	dropIns := filepath.Join(mgr.UnitDir, "baton@proxy.socket.d")
