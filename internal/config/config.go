@@ -90,6 +90,9 @@ type Config struct {
 
 	// pos records where each key was written, for errors found by Finish.
 	pos map[string]position
+	// commandFromFlags is set when Command came from the command line, so
+	// that errors about it point there, not at the file.
+	commandFromFlags bool
 }
 
 // Socket is one named listening socket.
