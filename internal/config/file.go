@@ -33,6 +33,8 @@ type file struct {
 	Surge           *int                  `toml:"surge"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MemoryMax       *string               `toml:"memory-max"`
+	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
@@ -149,6 +151,19 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("max-memory", err)
 		}
 		c.MaxMemory = n
+	}
+	if f.MemoryMax != nil {
+		n, err := ParseSize(*f.MemoryMax)
+		if err != nil {
+			return nil, at("memory-max", err)
+		}
+		c.MemoryMax = n
+	}
+	if f.CPUWeight != nil {
+		if err := checkCPUWeight(*f.CPUWeight); err != nil {
+			return nil, at("cpu-weight", err)
+		}
+		c.CPUWeight = *f.CPUWeight
 	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {
