@@ -62,6 +62,17 @@ type Config struct {
 	// to 10% jitter. Zero: no limit.
 	MaxMemory int64
 
+	// MemoryMax is each worker's hard memory limit (the memory.max of
+	// its cgroup): above it the kernel reclaims and then OOM-kills inside
+	// the worker. It needs a delegated cgroup with the memory controller
+	// (docs/containment.md). Zero: no limit.
+	MemoryMax int64
+	// CPUWeight is each worker's share of CPU time when the CPU is
+	// contended (the cpu.weight of its cgroup, 1-10000, as systemd's
+	// CPUWeight=). It needs a delegated cgroup with the cpu controller.
+	// Zero: the kernel's default, 100.
+	CPUWeight int
+
 	// Surge is how many new workers may boot at once during a reload, beside
 	// the ones they replace. Zero: 1.
 	Surge int

@@ -36,6 +36,8 @@ type file struct {
 	DrainDelay      *string               `toml:"drain-delay"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MemoryMax       *string               `toml:"memory-max"`
+	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
@@ -152,6 +154,19 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("max-memory", err)
 		}
 		c.MaxMemory = n
+	}
+	if f.MemoryMax != nil {
+		n, err := ParseSize(*f.MemoryMax)
+		if err != nil {
+			return nil, at("memory-max", err)
+		}
+		c.MemoryMax = n
+	}
+	if f.CPUWeight != nil {
+		if err := checkCPUWeight(*f.CPUWeight); err != nil {
+			return nil, at("cpu-weight", err)
+		}
+		c.CPUWeight = *f.CPUWeight
 	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {

@@ -132,6 +132,17 @@ func ParseSize(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
+// MaxCPUWeight bounds cpu-weight, as systemd's CPUWeight= and the
+// kernel's cpu.weight.
+const MaxCPUWeight = 10000
+
+func checkCPUWeight(w int) error {
+	if w < 1 || w > MaxCPUWeight {
+		return fmt.Errorf("%d: want 1 to %d (100 is the kernel's default share)", w, MaxCPUWeight)
+	}
+	return nil
+}
+
 // Readiness says when a worker counts as ready.
 type Readiness string
 
