@@ -117,9 +117,10 @@ func TestStoppingWorkerThatNeverExitsIsKilledAndReplaced(t *testing.T) {
 
 // A worker that exits 0 right after READY=1, over and over, is backed off
 // like a crash and reported crash-looping, instead of respawning thousands
-// of times.
+// of times. (The first worker serves a while: a pool that never did gives
+// up instead, as TestCommandThatCannotStartGivesUp shows.)
 func TestCleanExitLoopIsBackedOff(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=ready-then-exit0")
+	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=ready-then-exit0", "BATON_TEST_OUT="+t.TempDir())
 	snap := p.waitFor("crash-looping", 20*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 4 })
 	if !strings.Contains(snap.Status, "degraded: worker 1 crash-looping (exited with status 0)") {
 		t.Errorf("status %q", snap.Status)
@@ -147,11 +148,16 @@ func TestCommandThatCannotStartGivesUp(t *testing.T) {
 		{[]string{"/nonexistent/app"}, "exec /nonexistent/app: no such file or directory"},
 		{[]string{notExec}, "permission denied"},
 		{[]string{"/bin/false"}, "exited with status 1"},
+		// Exec readiness: "ready" for an instant, which does not count.
+		{[]string{"/bin/true"}, "exited with status 0"},
 	} {
 		t.Run(filepath.Base(tc.cmd[0]), func(t *testing.T) {
 			testutil.CheckFDLeaks(t)
 			testutil.CheckChildLeaks(t)
 			cfg := &config.Config{Workers: 2, Command: tc.cmd}
+			if tc.cmd[0] == "/bin/true" {
+				cfg.Readiness = config.ReadinessExec
+			}
 			if err := cfg.Finish(); err != nil {
 				t.Fatal(err)
 			}

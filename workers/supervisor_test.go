@@ -266,7 +266,9 @@ func TestExecFailureIsReportedAndBackedOff(t *testing.T) {
 // A pool that was ready once and then crash-loops keeps running, backed
 // off, and says so: systemd cannot fix a broken app by restarting baton.
 func TestCrashLoopBacksOffAndKeepsRunning(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 2}, nil, "BATON_TEST_MODE=ready-then-exit")
+	// Each lives long enough (BATON_TEST_LIFE) for the pool to count as
+	// having been ready.
+	p := startPool(t, &config.Config{Workers: 2}, nil, "BATON_TEST_MODE=ready-then-exit", "BATON_TEST_LIFE=1200ms")
 	snap := p.waitFor("6 failures per slot", 30*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 6 && s.Failures[2] >= 6 })
 	if snap.Stopping {
 		t.Errorf("baton gave up on a pool that was ready before")
