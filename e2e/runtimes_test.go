@@ -117,7 +117,7 @@ watchdog-timeout = "5s"
 		name:    "uvicorn-cli",
 		example: "python",
 		needs:   map[string]string{"/usr/bin/python3 -c 'import uvicorn'": "python3-uvicorn", "/usr/bin/python3 -c 'import systemd.daemon'": "python3-systemd"},
-		config: `command = ["/usr/bin/python3", "-m", "uvicorn", "--fd", "3", "--app-dir", "APP", "asgi:app"]
+		config: `command = ["/usr/bin/python3", "-m", "uvicorn", "--fd", "3", "--lifespan", "on", "--app-dir", "APP", "asgi:app"]
 workers = 4
 surge = 2
 watchdog-timeout = "5s"
@@ -132,7 +132,7 @@ watchdog-timeout = "5s"
 	{
 		name:    "puma",
 		example: "ruby",
-		needs:   map[string]string{"test -x /usr/bin/puma": "puma", "ruby -e 'require \"sd_notify\"'": "ruby-sd-notify"},
+		needs:   map[string]string{"test -x /usr/bin/puma": "puma", "/usr/bin/ruby -e 'require \"sd_notify\"'": "ruby-sd-notify"},
 		config: `command = ["/usr/bin/puma", "-C", "APP/puma.rb", "APP/config.ru"]
 workers = 4
 surge = 2
@@ -331,6 +331,9 @@ func TestRuntimeServes(t *testing.T) {
 			if st := r.show("StatusText"); st != "4/4 workers ready, generation 1" {
 				t.Errorf("status %q", st)
 			}
+			pids := r.everyWorker(t, "1")
+			// After the answers: gunicorn forks the process that serves
+			// only after it said READY=1.
 			procs, err := mgr.UnitProcs(ctx(t), r.name+".service")
 			if err != nil {
 				t.Fatal(err)
@@ -340,7 +343,7 @@ func TestRuntimeServes(t *testing.T) {
 				inUnit[strconv.Itoa(p)] = true
 			}
 			main := r.show("MainPID")
-			for pid := range r.everyWorker(t, "1") {
+			for pid := range pids {
 				if pid == main || !inUnit[pid] {
 					t.Errorf("pid %s answered: baton's own (%s), or not in the unit (%v)", pid, main, procs)
 				}
@@ -374,6 +377,11 @@ func TestRuntimeReloadUnderLoad(t *testing.T) {
 			l.waitServed(t, 100)
 			l.finish(t)
 			t.Logf("%d requests during two reloads, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+			// A reload is done when the old workers were told to stop; they
+			// may still be draining (and accepting, until they notice).
+			r.waitFor("generation 2 to exit", 30*time.Second, func() bool {
+				return strings.Count(r.readLog(), "(replaced by generation 3)") == 4
+			})
 			for pid := range r.everyWorker(t, "3") {
 				if before[pid] {
 					t.Errorf("pid %s of generation 1 answers as generation 3", pid)

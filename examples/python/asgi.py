@@ -9,7 +9,9 @@ GET /               "hello from worker N generation G pid P"
 GET /sleep?ms=N     answers after N milliseconds; &flush=1 sends the headers
                     and a first line at once
 
-Run under baton: python3 -m uvicorn --fd 3 --app-dir examples/python asgi:app
+Run under baton: python3 examples/python/uvicorn_baton.py --app-dir examples/python asgi:app
+(or python3 -m uvicorn --fd 3 --lifespan on ..., whose drain drops a few
+connections: see uvicorn_baton.py)
 """
 
 import asyncio

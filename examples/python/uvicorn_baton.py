@@ -1,7 +1,7 @@
 """uvicorn for baton: `python3 -m uvicorn --fd 3 MODULE:APP`, with a drain
 that drops no connection (docs/workers/uvicorn.md).
 
-    python3 uvicorn_baton.py [--app-dir DIR] [--fd 3] [--backlog N] MODULE:APP
+    python3 uvicorn_baton.py [--app-dir DIR] [--fd 3] [--backlog N] [--lifespan on] MODULE:APP
 
 On SIGTERM, uvicorn 0.17 (Debian 12) stops accepting and, in the same step,
 closes every connection that has no request in progress: also those it
@@ -46,9 +46,13 @@ def main():
     parser.add_argument("--fd", type=int, default=3, help="the listening socket (default: 3, the first baton passes)")
     parser.add_argument("--backlog", type=int, default=2048,
                         help="uvicorn calls listen() again with this; keep it equal to baton's")
+    # "on", not uvicorn's "auto": under auto, a startup handler that raises
+    # makes uvicorn decide the application has no lifespan support and
+    # serve without it, so READY=1 never comes.
+    parser.add_argument("--lifespan", default="on", choices=["on", "auto", "off"])
     args = parser.parse_args()
     sys.path.insert(0, args.app_dir)
-    DrainingServer(uvicorn.Config(args.app, fd=args.fd, backlog=args.backlog)).run()
+    DrainingServer(uvicorn.Config(args.app, fd=args.fd, backlog=args.backlog, lifespan=args.lifespan)).run()
 
 
 if __name__ == "__main__":
