@@ -62,17 +62,16 @@ graceful-timeout = "10s"
 func TestThreeReloadsUnderLoadFailNoRequest(t *testing.T) {
 	r := newReloadService(t, "reload-three", helloConfig)
 	before := r.answering(t, 50)
-	l := startLoad(r.url("/sleep?ms=20"), 8)
+	l := startLoad(t, r.url("/sleep?ms=20"), 8)
 	for i := 2; i <= 4; i++ {
-		l.waitServed(t, 200)
+		l.waitServed(200)
 		r.systemctl("reload", r.name+".service")
 		if st := r.show("StatusText"); st != fmt.Sprintf("4/4 workers ready, generation %d", i) {
 			t.Errorf("after reload %d: %q", i-1, st)
 		}
 	}
-	l.waitServed(t, 200)
-	l.finish(t)
-	t.Logf("%d requests during three reloads, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	l.waitServed(200)
+	t.Logf("during three reloads: %s", l.finish().Summary())
 	for pid := range r.answering(t, 50) {
 		if before[pid] {
 			t.Errorf("pid %s from generation 1 still answers", pid)
@@ -86,14 +85,14 @@ func TestThreeReloadsUnderLoadFailNoRequest(t *testing.T) {
 func TestReloadToBrokenCommandFailsAndKeepsServing(t *testing.T) {
 	r := newReloadService(t, "reload-broken", helloConfig)
 	before := r.answering(t, 50)
-	l := startLoad(r.url("/"), 4)
-	l.waitServed(t, 100)
+	l := startLoad(t, r.url("/"), 4)
+	l.waitServed(100)
 	r.writeConfig(t, strings.Replace(helloConfig, `["HELLO"]`, `["/bin/sh", "-c", "echo cannot start; exit 4"]`, 1))
 	out, err := mgr.Systemctl(ctx(t), "reload", r.name+".service")
 	if err == nil {
 		t.Fatalf("systemctl reload succeeded for a broken command: %s", out)
 	}
-	l.finish(t)
+	l.finish()
 	log := r.readLog()
 	if !strings.Contains(log, "reload failed: reload to generation 2 failed: worker 1 of generation 2 exited with status 4 before ready; generation 1 keeps serving") {
 		t.Errorf("the reason is not in the log:\n%s", log)
@@ -134,9 +133,9 @@ func TestReloadWithInvalidConfigChangesNothing(t *testing.T) {
 
 func TestScaleUnderLoadFailsNoRequest(t *testing.T) {
 	r := newReloadService(t, "reload-scale", helloConfig)
-	l := startLoad(r.url("/sleep?ms=10"), 8)
+	l := startLoad(t, r.url("/sleep?ms=10"), 8)
 	signal := func(sig string) {
-		l.waitServed(t, 100)
+		l.waitServed(100)
 		r.systemctl("kill", "--kill-whom=main", "-s", sig, r.name+".service")
 	}
 	signal("SIGTTIN")
@@ -154,7 +153,7 @@ func TestScaleUnderLoadFailsNoRequest(t *testing.T) {
 	r.writeConfig(t, strings.Replace(helloConfig, "workers = 4", "workers = 2", 1))
 	r.systemctl("reload", r.name+".service")
 	r.waitFor("2 workers", 20*time.Second, func() bool { return r.show("StatusText") == "2/2 workers ready, generation 3" })
-	l.finish(t)
+	l.finish()
 	r.waitFor("the drained workers to exit", 20*time.Second, func() bool {
 		procs, err := mgr.UnitProcs(ctx(t), r.name+".service")
 		return err == nil && len(procs) == 3 // baton and 2 workers
@@ -163,13 +162,12 @@ func TestScaleUnderLoadFailsNoRequest(t *testing.T) {
 
 func TestRecyclingByLifetimeUnderLoadFailsNoRequest(t *testing.T) {
 	r := newReloadService(t, "reload-recycle", helloConfig+"max-lifetime = \"1s\"\n")
-	l := startLoad(r.url("/sleep?ms=5"), 8)
+	l := startLoad(t, r.url("/sleep?ms=5"), 8)
 	r.waitFor("8 recycled workers", 60*time.Second, func() bool {
-		return strings.Count(r.readLog(), "recycled: max-lifetime 1s reached") >= 8 || l.failed.Load() > 0
+		return strings.Count(r.readLog(), "recycled: max-lifetime 1s reached") >= 8 || l.Failed() > 0
 	})
-	l.waitServed(t, 100)
-	l.finish(t)
-	t.Logf("%d requests while 8 workers recycled, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	l.waitServed(100)
+	t.Logf("while 8 workers recycled: %s", l.finish().Summary())
 	if st := r.show("StatusText"); st != "4/4 workers ready, generation 1" {
 		t.Errorf("status %q", st)
 	}

@@ -368,17 +368,16 @@ func TestRuntimeReloadUnderLoad(t *testing.T) {
 		t.Run(rt.name, func(t *testing.T) {
 			r := startRuntime(t, rt, "rt-reload-"+rt.name)
 			before := r.everyWorker(t, "1")
-			l := startLoad(r.url("/sleep?ms=20"), 8)
+			l := startLoad(t, r.url("/sleep?ms=20"), 8)
 			for gen := 2; gen <= 3; gen++ {
-				l.waitServed(t, 100)
+				l.waitServed(100)
 				r.systemctl("reload", r.name+".service")
 				if st := r.show("StatusText"); st != fmt.Sprintf("4/4 workers ready, generation %d", gen) {
 					t.Errorf("after reload to generation %d: %q", gen, st)
 				}
 			}
-			l.waitServed(t, 100)
-			l.finish(t)
-			t.Logf("%d requests during two reloads, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+			l.waitServed(100)
+			t.Logf("during two reloads: %s", l.finish().Summary())
 			// A reload is done when the old workers were told to stop; they
 			// may still be draining (and accepting, until they notice).
 			r.waitFor("generation 2 to exit", 30*time.Second, func() bool {
@@ -402,17 +401,17 @@ func TestRuntimeBrokenDeploy(t *testing.T) {
 		t.Run(rt.name, func(t *testing.T) {
 			r := startRuntime(t, rt, "rt-broken-"+rt.name)
 			before := r.everyWorker(t, "1")
-			l := startLoad(r.url("/"), 4)
-			l.waitServed(t, 50)
+			l := startLoad(t, r.url("/"), 4)
+			l.waitServed(50)
 			r.breakDeploy(t, rt)
 			out, err := mgr.Systemctl(ctx(t), "reload", r.name+".service")
 			if err == nil {
 				t.Errorf("systemctl reload succeeded for a release that cannot boot: %s", out)
-				l.finish(t)
+				l.finish()
 				t.FailNow()
 			}
-			l.waitServed(t, 50)
-			l.finish(t)
+			l.waitServed(50)
+			l.finish()
 			want := regexp.MustCompile(fmt.Sprintf(`reload to generation 2 failed: .*exited with status %d\b`, rt.brokenStatus))
 			if log := r.readLog(); !want.MatchString(log) {
 				t.Errorf("the log does not say why the reload failed (%s):\n%s", want, log)

@@ -31,8 +31,13 @@ type file struct {
 	TimeoutSignal   *string               `toml:"timeout-signal"`
 	TimeoutGrace    *string               `toml:"timeout-grace"`
 	Surge           *int                  `toml:"surge"`
+	SettleTime      *string               `toml:"settle-time"`
+	MaxWorkers      *int                  `toml:"max-workers"`
+	DrainDelay      *string               `toml:"drain-delay"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MemoryMax       *string               `toml:"memory-max"`
+	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
@@ -150,11 +155,47 @@ func parse(path string, data []byte) (*Config, error) {
 		}
 		c.MaxMemory = n
 	}
+	if f.MemoryMax != nil {
+		n, err := ParseSize(*f.MemoryMax)
+		if err != nil {
+			return nil, at("memory-max", err)
+		}
+		c.MemoryMax = n
+	}
+	if f.CPUWeight != nil {
+		if err := checkCPUWeight(*f.CPUWeight); err != nil {
+			return nil, at("cpu-weight", err)
+		}
+		c.CPUWeight = *f.CPUWeight
+	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {
 			return nil, at("surge", fmt.Errorf("%d: must be at least 1", *f.Surge))
 		}
 		c.Surge = *f.Surge
+	}
+	if f.MaxWorkers != nil {
+		if *f.MaxWorkers < 1 {
+			return nil, at("max-workers", fmt.Errorf("%d: must be at least 1", *f.MaxWorkers))
+		}
+		c.MaxWorkers = *f.MaxWorkers
+	}
+	for _, d := range []struct {
+		key string
+		v   *string
+		dst *time.Duration
+	}{
+		{"settle-time", f.SettleTime, &c.SettleTime},
+		{"drain-delay", f.DrainDelay, &c.DrainDelay},
+	} {
+		if d.v == nil {
+			continue
+		}
+		v, err := parseDurationOrZero(*d.v)
+		if err != nil {
+			return nil, at(d.key, err)
+		}
+		*d.dst = v
 	}
 	if f.TimeoutSignal != nil {
 		sig, err := ParseSignal(*f.TimeoutSignal)

@@ -58,3 +58,38 @@ func RSS(pid int) (int64, error) {
 	}
 	return pages * int64(os.Getpagesize()), nil
 }
+
+// Descendants lists pid's descendants, breadth first, at most limit.
+func Descendants(pid, limit int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 && len(out) < limit {
+		p := queue[0]
+		queue = queue[1:]
+		kids, _ := Children(p)
+		for _, c := range kids {
+			if len(out) >= limit {
+				break
+			}
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// TreeRSS is the resident memory of pid and its descendants, summed:
+// pages they share (a pre-forked server's copy-on-write memory) count once
+// per process, so it overstates what killing the tree would free.
+func TreeRSS(pid int) (int64, error) {
+	total, err := RSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range Descendants(pid, 4096) {
+		if n, err := RSS(c); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}
