@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,6 +241,40 @@ func TestStallDoesNotKillHealthyWorkers(t *testing.T) {
 	}
 	if p.logged("watchdog-timeout") {
 		t.Errorf("a watchdog fired:\n%s", p.logLines())
+	}
+	p.stop(Fast)
+}
+
+// With exec readiness and no clock that needs it, a worker gets no
+// NOTIFY_SOCKET, as systemd gives none to Type=exec services.
+func TestExecReadinessSetsNoNotifySocket(t *testing.T) {
+	out := t.TempDir()
+	p := startPool(t, &config.Config{Workers: 1, Readiness: config.ReadinessExec}, nil, "BATON_TEST_MODE=report", "BATON_TEST_OUT="+out)
+	p.waitFor("1 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
+	if !testutil.Eventually(t, 10*time.Second, func() bool { _, err := os.Stat(filepath.Join(out, "1.json")); return err == nil }) {
+		t.Fatal("no report")
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "1.json"))
+	if strings.Contains(string(b), "NOTIFY_SOCKET=") {
+		t.Errorf("exec readiness got a NOTIFY_SOCKET: %s", b)
+	}
+	p.stop(Graceful)
+}
+
+// A boot clock that expires on a worker that serves without READY=1 says
+// so, and suggests exec readiness.
+func TestBootTimeoutSaysTheWorkerServesWithoutReady(t *testing.T) {
+	sockets := bindLocal(t, "web")
+	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 1500 * time.Millisecond, TimeoutSignal: quiet}, sockets, "BATON_TEST_MODE=serve-silent")
+	p.waitFor("the worker", 20*time.Second, func(s Snapshot) bool { return len(s.Workers) == 1 })
+	c, err := net.Dial("tcp", strings.TrimPrefix(sockets[0].Addr, "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p.waitFor("the boot clock", 20*time.Second, func(Snapshot) bool { return p.logged("boot-timeout 1.5s expired") })
+	if !p.logged("it is serving 1 connections on web without having sent READY=1") || !p.logged(`set readiness = "exec"`) {
+		t.Errorf("log:\n%s", p.logLines())
 	}
 	p.stop(Fast)
 }

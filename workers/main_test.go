@@ -98,6 +98,25 @@ func testWorker(mode string) int {
 		}()
 		notifyUp("READY=1")
 		return waitTerm()
+	case "serve-silent":
+		// Serves, holding every connection open, but never says READY=1:
+		// a program that does not speak sd_notify.
+		l, err := net.FileListener(os.NewFile(3, "web"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test worker:", err)
+			return 3
+		}
+		go func() {
+			var held []net.Conn
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		return waitTerm()
 	case "child-ready":
 		// A descendant reports readiness, as a shell script running
 		// systemd-notify does.

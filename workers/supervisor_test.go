@@ -155,8 +155,8 @@ func bindLocal(t *testing.T, names ...string) activation.Set {
 func TestWorkersGetSocketsAndEnvironmentAsFromSystemd(t *testing.T) {
 	out := t.TempDir()
 	sockets := bindLocal(t, "web", "metrics")
-	p := startPool(t, &config.Config{Workers: 2}, sockets,
-		"BATON_TEST_MODE=report", "BATON_TEST_OUT="+out,
+	p := startPool(t, &config.Config{Workers: 2, Environment: []string{"APP_MODE=test", "HOME=/srv/app"}}, sockets,
+		"BATON_TEST_MODE=report", "BATON_TEST_OUT="+out, "HOME=/root",
 		// baton's own protocol variables must not leak to workers.
 		"LISTEN_FDS=9", "LISTEN_PID=1", "WATCHDOG_USEC=5", "NOTIFY_SOCKET=/run/systemd/notify", "BATON_WORKER=99")
 	p.waitFor("2 ready workers", 20*time.Second, func(s Snapshot) bool { return s.Ready == 2 })
@@ -179,6 +179,7 @@ func TestWorkersGetSocketsAndEnvironmentAsFromSystemd(t *testing.T) {
 		want := map[string]string{
 			"LISTEN_PID": pid, "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:metrics",
 			"BATON_WORKER": slot, "BATON_GENERATION": "1", "NOTIFY_SOCKET": p.s.NotifySocket(),
+			"APP_MODE": "test", "HOME": "/srv/app",
 		}
 		for k, v := range want {
 			if env[k] != v {

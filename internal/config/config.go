@@ -62,6 +62,11 @@ type Config struct {
 	// to 10% jitter. Zero: no limit.
 	MaxMemory int64
 
+	// Environment is added to every worker's environment, KEY=VALUE, in
+	// order, over what baton itself was given (as systemd's Environment=;
+	// PYTHONUNBUFFERED=1 and the like without wrapping the command). It
+	// changes with a reload. Zero: nothing added.
+	Environment []string
 	// MemoryMax is each worker's hard memory limit (the memory.max of
 	// its cgroup): above it the kernel reclaims and then OOM-kills inside
 	// the worker. It needs a delegated cgroup with the memory controller

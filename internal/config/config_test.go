@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -327,5 +328,35 @@ func TestMaxMemoryFileAndFlag(t *testing.T) {
 	p = writeFile(t, "command = [\"a\"]\n\nmax-memory = \"2X\"\n")
 	if _, err = resolve(t, []string{"-c", p}); err == nil || !strings.Contains(err.Error(), p+`:3:1: max-memory: "2X": unknown unit "X"`) {
 		t.Errorf("file error: %v", err)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "env.toml")
+	body := "command = [\"/bin/app\"]\n[environment]\nPYTHONUNBUFFERED = \"1\"\nAPP_MODE = \"prod\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Environment, " ") != "PYTHONUNBUFFERED=1 APP_MODE=prod" {
+		t.Errorf("environment %q", c.Environment)
+	}
+	for _, bad := range []string{"LISTEN_FDS = \"3\"", "BATON_WORKER = \"1\"", "\"1X\" = \"y\""} {
+		if err := os.WriteFile(path, []byte("command = [\"/bin/app\"]\n[environment]\n"+bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		var cerr *Error
+		if !errors.As(err, &cerr) || cerr.Line != 3 || !strings.HasPrefix(cerr.Key, "environment.") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"NOEQUALS", "NOTIFY_SOCKET=/x", "=v"} {
+		if _, err := ParseEnv(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -32,6 +32,7 @@ type Flags struct {
 	maxLifetime     string
 	maxMemory       string
 	memoryMax       string
+	env             []string
 	cpuWeight       int
 	metricsSocket   string
 }
@@ -58,6 +59,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this `DURATION`, less up to 10% jitter (default infinity: never)")
 	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds `SIZE`, less up to 10% jitter: a number and K, M, G or T, each a power of 1024 as in systemd's MemoryMax= (512M, 512MB and 512MiB are all 536870912 bytes; 1.5G works); a bare number is bytes (default infinity: no limit)")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "add `KEY=VALUE` to every worker's environment (repeatable; over the config file's [environment])")
 	fs.StringVar(&f.memoryMax, "memory-max", "", "hard memory limit of each worker, `SIZE` as for --max-memory (its cgroup's memory.max); needs a delegated cgroup (default: no limit)")
 	fs.IntVar(&f.cpuWeight, "cpu-weight", 0, "CPU share `N` of each worker when the CPU is contended, 1-10000 (its cgroup's cpu.weight); needs a delegated cgroup (default 100)")
 	return f
@@ -118,6 +120,12 @@ func (f *Flags) apply(c *Config) error {
 			return &Error{Key: "--max-memory", Err: err}
 		}
 		c.MaxMemory = n
+	}
+	for _, kv := range f.env {
+		if _, err := ParseEnv(kv); err != nil {
+			return &Error{Key: "--env", Err: err}
+		}
+		c.Environment = append(c.Environment, kv)
 	}
 	if changed("memory-max") {
 		n, err := ParseSize(f.memoryMax)
