@@ -189,7 +189,8 @@ func runCommand(args []string) error {
 			stopControl()
 			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
 		}
-		log.Infof("metrics on %s (%s) at /metrics", metricsSock.Name, metricsSock.Addr)
+		h = withProbes(h, probeSource(sup, cfg.MinReady))
+		log.Infof("metrics on %s (%s) at /metrics, probes at /livez and /readyz", metricsSock.Name, metricsSock.Addr)
 		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
 	} else {
 		metricsDone <- nil
