@@ -30,6 +30,9 @@ func checkCommand(args []string) error {
 		}
 		return usageError{err}
 	}
+	if err := flags.ApplyEnv(os.LookupEnv, checkOnlyFlags...); err != nil {
+		return err
+	}
 	cfg, err := flags.Resolve(fs.Args())
 	if err != nil {
 		return err
@@ -84,3 +87,6 @@ func pluralize(n int, one, many string) string {
 	}
 	return many
 }
+
+// checkOnlyFlags are check's own flags, which no BATON_* variable sets.
+var checkOnlyFlags = []string{"unit"}

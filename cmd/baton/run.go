@@ -42,6 +42,11 @@ func runCommand(args []string) error {
 		}
 		return usageError{err}
 	}
+	// Every flag also comes from BATON_<FLAG>, for containers (flags >
+	// environment > file).
+	if err := flags.ApplyEnv(os.LookupEnv); err != nil {
+		return err
+	}
 	cfg, err := flags.Resolve(fs.Args())
 	if err != nil {
 		return err
@@ -147,6 +152,8 @@ func runCommand(args []string) error {
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
 		OnOutput: workerOutput(log, cfg.Command[0]),
+		// The BATON_* settings are baton's, not the workers'.
+		Env: flags.WithoutEnv(os.Environ()),
 	})
 	if err != nil {
 		return errors.Join(err, sockets.Close())

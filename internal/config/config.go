@@ -73,6 +73,8 @@ type Config struct {
 
 	// pos records where each key was written, for errors found by Finish.
 	pos map[string]position
+	// by names the flag or variable that overrode a key, for the same.
+	by map[string]string
 }
 
 // Socket is one named listening socket.
