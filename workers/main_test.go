@@ -165,8 +165,36 @@ func testWorker(mode string) int {
 		_ = os.WriteFile(marker, nil, 0o600)
 		notifyUp("X_BATON_RECYCLE=1")
 		return waitTerm()
+	case "ready-then-exit0":
+		// Ready, then a clean exit at once: a loop that must be backed off.
+		notifyUp("READY=1")
+		time.Sleep(20 * time.Millisecond)
+		return 0
+	case "stopping-forever":
+		// Announces STOPPING=1 and then never leaves, whatever it is told.
+		signal.Ignore(syscall.SIGTERM)
+		notifyUp("READY=1")
+		time.Sleep(100 * time.Millisecond)
+		notifyUp("STOPPING=1")
+		select {}
+	case "broken-deploy":
+		// As gunicorn does: READY=1 before the application is imported,
+		// then the import fails.
+		notifyUp("READY=1")
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprintln(os.Stderr, "Traceback (most recent call last):")
+		fmt.Fprintln(os.Stderr, "ModuleNotFoundError: No module named 'app'")
+		return 3
 	case "send-ready":
+		// As systemd-notify does by default: wait until the manager has
+		// processed the message (BARRIER=1), so the sender is still alive
+		// to be attributed.
 		notifyUp("READY=1\nSTATUS=from a child")
+		s, _ := sdnotify.SenderFromEnv()
+		if err := s.SendBarrier(); err != nil {
+			fmt.Fprintln(os.Stderr, "test worker:", err)
+			return 3
+		}
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "unknown BATON_TEST_MODE", mode)

@@ -43,10 +43,13 @@ func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) 
 // reload rolls the workers with the config re-read, whatever the binary.
 func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) {
 	cfg, err := h.flags.Resolve(h.args)
+	if err == nil {
+		_, err = cfg.CheckCommand(os.Getenv("PATH"))
+	}
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
 		// log, which is where an operator looks when SIGHUP was used.
-		h.log.WithError(err).Error("reload refused: invalid config; nothing changed")
+		h.log.WithError(err).Error("reload refused: invalid config or worker command; nothing changed")
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -136,21 +139,15 @@ func needControl(path, hint string) error {
 
 // reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
 func reloadCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton reload", pflag.ContinueOnError)
+	fs := newFlagSet("reload")
 	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
 	path := controlFlag(fs)
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait as long as it takes)")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton reload [--wait] [--control SOCKET]\n\n%s", fs.FlagUsages())
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("reload takes no arguments, got %q", fs.Args())}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, "SIGHUP reloads too"); err != nil {
 		return err
@@ -184,7 +181,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	}
 	for _, w := range snap.Workers {
 		ws := control.WorkerStatus{
-			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: string(w.State), Retiring: w.Retiring,
+			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: w.State.Phase(), Retiring: w.Retiring,
 			Age: snap.Taken.Sub(w.Spawned).Seconds(), Status: w.Status,
 		}
 		if !w.LastHeartbeat.IsZero() {
@@ -211,14 +208,14 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 
 // statusCommand is `baton status [--json]`.
 func statusCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton status", pflag.ContinueOnError)
+	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, ""); err != nil {
 		return err

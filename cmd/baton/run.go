@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -22,25 +21,20 @@ import (
 	"github.com/batonhq/baton/workers"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
 func runCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton run", pflag.ContinueOnError)
+	sigs, stopSignals := notifySignals()
+	defer stopSignals()
+	fs := newFlagSet("run")
 	fs.SetInterspersed(false) // everything after the program is its own
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton run [FLAGS] [--] PROGRAM [ARGS]\n\n%s", fs.FlagUsages())
-	}
 	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "auto", "log format: auto (journal when stderr is journald's, else text), text, json or journal")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
+	logFormat := fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
 	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	// Every flag also comes from BATON_<FLAG>, for containers (flags >
 	// environment > file).
@@ -58,6 +52,15 @@ func runCommand(args []string) error {
 	adopted, err := takeUpgradeState()
 	if err != nil {
 		return err
+	}
+	// A worker command that cannot be executed would only crash-loop: stop
+	// now, naming it. After an upgrade in place the running workers are
+	// adopted whatever the command, and the reload that follows refuses.
+	if _, err := cfg.CheckCommand(os.Getenv("PATH")); err != nil {
+		if adopted == nil {
+			return err
+		}
+		log.WithError(err).Warn("the worker command cannot be executed; the adopted workers go on")
 	}
 	up, err := newUpgrader()
 	if err != nil {
@@ -196,7 +199,7 @@ func runCommand(args []string) error {
 			stopControl()
 			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
 		}
-		h = withProbes(h, probeSource(sup, cfg.MinReady))
+		h = withProbes(h, sup)
 		log.Infof("metrics on %s (%s) at /metrics, probes at /livez and /readyz", metricsSock.Name, metricsSock.Addr)
 		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
 	} else {
@@ -207,9 +210,6 @@ func runCommand(args []string) error {
 		go handler.finishUpgrade(adopted)
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
 			switch sig {

@@ -16,7 +16,6 @@ import (
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/fdutil"
 	"github.com/batonhq/baton/workers"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -218,13 +217,13 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 
 // upgradeCommand is `baton upgrade`: execute the binary on disk in place.
 func upgradeCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton upgrade", pflag.ContinueOnError)
+	fs := newFlagSet("upgrade")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, "SIGUSR2 upgrades too"); err != nil {
 		return err

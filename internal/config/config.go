@@ -12,7 +12,11 @@ const (
 	DefaultGracefulTimeout = 30 * time.Second
 	DefaultTimeoutGrace    = 5 * time.Second
 	DefaultBacklog         = 4096
-	DefaultSocketMode      = 0o666 // as systemd's SocketMode=
+	DefaultSettleTime      = 2 * time.Second
+	// DefaultMaxWorkersFactor times workers is the scaling ceiling when
+	// max-workers is not set.
+	DefaultMaxWorkersFactor = 4
+	DefaultSocketMode       = 0o666 // as systemd's SocketMode=
 )
 
 // Config is baton's validated configuration. The zero value of each field
@@ -61,6 +65,19 @@ type Config struct {
 	// Surge is how many new workers may boot at once during a reload, beside
 	// the ones they replace. Zero: 1.
 	Surge int
+	// SettleTime is how long a reload's new workers must stay up: the
+	// canary before the rest roll, and every new worker after the last one
+	// took its slot, before the reload is reported done. A new worker that
+	// exits within it fails the reload. Zero: DefaultSettleTime; "0s"
+	// (SettleTimeOff) turns it off.
+	SettleTime time.Duration
+	// MaxWorkers is the ceiling for scaling up (SIGTTIN, baton scale).
+	// Zero: DefaultMaxWorkersFactor times Workers.
+	MaxWorkers int
+	// DrainDelay is how long a graceful stop keeps baton unready (STATUS=,
+	// /readyz) before workers are told to stop, so that load balancers
+	// and orchestrators stop sending traffic first. Zero: none.
+	DrainDelay time.Duration
 
 	// MetricsSocket names the socket (configured, or passed by systemd) on
 	// which baton itself serves Prometheus metrics at /metrics; it is not
@@ -75,6 +92,9 @@ type Config struct {
 	pos map[string]position
 	// by names the flag or variable that overrode a key, for the same.
 	by map[string]string
+	// commandFromFlags is set when Command came from the command line, so
+	// that errors about it point there, not at the file.
+	commandFromFlags bool
 }
 
 // Socket is one named listening socket.

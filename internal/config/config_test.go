@@ -108,8 +108,8 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"zero watchdog", "watchdog-timeout = \"0s\"\n", ":1:1: watchdog-timeout: \"0s\" must be positive (use \"infinity\" to turn the clock off)"},
 		{"negative request", "request-timeout = \"-2s\"\n", "request-timeout: \"-2s\" must be positive"},
 		{"zero grace", "timeout-grace = \"0ms\"\n", "timeout-grace: \"0ms\" must be positive"},
-		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size`},
-		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is not a size`},
+		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size (want a number and a unit, such as "512M", "1.5G" or "512MiB")`},
+		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is zero`},
 		{"bad lifetime", "max-lifetime = \"forever\"\n", `:1:1: max-lifetime: "forever" is not a duration`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,14 +212,91 @@ func TestFlagErrors(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512MiB": 512 << 20, "2G": 2 << 30, "100": 100, "64 KiB": 64 << 10, "1M": 1 << 20} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		// K, M, G, T and every spelling of them are powers of 1024.
+		{"512M", 512 << 20},
+		{"512MB", 512 << 20},
+		{"512MiB", 512 << 20},
+		{"512m", 512 << 20},
+		{"512mb", 512 << 20},
+		{"512 MiB", 512 << 20},
+		{" 2G ", 2 << 30},
+		{"2GB", 2 << 30},
+		{"2gib", 2 << 30},
+		{"1024K", 1 << 20},
+		{"1024KB", 1 << 20},
+		{"1024kB", 1 << 20},
+		{"1T", 1 << 40},
+		{"1TiB", 1 << 40},
+		// Fractions with a unit, rounded down to whole bytes.
+		{"1.5G", 3 << 29},
+		{"1.5GB", 3 << 29},
+		{"0.5G", 512 << 20},
+		{"1.1M", 1153433}, // 1.1 * 1048576 = 1153433.6
+		// Bytes.
+		{"1048576", 1 << 20},
+		{"1048576B", 1 << 20},
+		{"2000000b", 2000000},
+		// No limit.
+		{"infinity", 0},
+	} {
+		if got, err := ParseSize(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "-1M", "1.5G", "M", "12X"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
+	for _, tc := range []struct{ in, want string }{
+		{"", `"" is empty`},
+		{"   ", `is empty`},
+		{"lots", `"lots" is not a size`},
+		{"M", `"M" is not a size`},
+		{"-1M", `"-1M" is negative`},
+		{"0", `"0" is zero`},
+		{"0M", `"0M" is zero`},
+		{"0.0G", `"0.0G" is zero`},
+		{"12X", `unknown unit "X" (want K, M, G or T, also written KB, KiB, MB, MiB, ...; all powers of 1024)`},
+		{"12Mi", `unknown unit "Mi"`},
+		{"5%", `a share of RAM is not a size baton takes`},
+		{"1e9", `unknown unit "e9"`},
+		{"1.5", `"1.5": a fraction of a byte`},
+		{"1.5.2G", `"1.5.2G" is not a size`},
+		{".5G", `".5G" is not a size`},
+		{"5.G", `"5.G" is not a size`},
+		{"1G512M", `unknown unit "G512M"`},
+		{"512", `"512" is 512 bytes, less than any worker needs (a bare number is bytes: did you mean "512M"?)`},
+		{"512K", `"512K" is less than 1M`},
+		{"99999999T", `"99999999T" is too large`},
+		{"99999999999999999999999", `is too large`},
+		{"Infinity", `"Infinity" is not a size`},
+	} {
+		_, err := ParseSize(tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSize(%q): error %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// max-memory in the file and on the command line take the same sizes, and
+// the flag overrides the file, "infinity" included.
+func TestMaxMemoryFileAndFlag(t *testing.T) {
+	p := writeFile(t, "command = [\"a\"]\nmax-memory = \"1.5GB\"\n")
+	c, err := resolve(t, []string{"-c", p})
+	if err != nil || c.MaxMemory != 3<<29 {
+		t.Fatalf("file: %d, %v", c.MaxMemory, err)
+	}
+	if c, err = resolve(t, []string{"-c", p, "--max-memory", "512MB"}); err != nil || c.MaxMemory != 512<<20 {
+		t.Errorf("flag: %v, %v", c, err)
+	}
+	if c, err = resolve(t, []string{"-c", p, "--max-memory", "infinity"}); err != nil || c.MaxMemory != 0 {
+		t.Errorf("infinity: %v, %v", c, err)
+	}
+	if _, err = resolve(t, []string{"--max-memory", "512"}, "a"); err == nil || !strings.Contains(err.Error(), `--max-memory: "512" is 512 bytes`) {
+		t.Errorf("flag error: %v", err)
+	}
+	p = writeFile(t, "command = [\"a\"]\n\nmax-memory = \"2X\"\n")
+	if _, err = resolve(t, []string{"-c", p}); err == nil || !strings.Contains(err.Error(), p+`:3:1: max-memory: "2X": unknown unit "X"`) {
+		t.Errorf("file error: %v", err)
 	}
 }

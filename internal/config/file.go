@@ -31,6 +31,9 @@ type file struct {
 	TimeoutSignal   *string               `toml:"timeout-signal"`
 	TimeoutGrace    *string               `toml:"timeout-grace"`
 	Surge           *int                  `toml:"surge"`
+	SettleTime      *string               `toml:"settle-time"`
+	MaxWorkers      *int                  `toml:"max-workers"`
+	DrainDelay      *string               `toml:"drain-delay"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
@@ -155,6 +158,29 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("surge", fmt.Errorf("%d: must be at least 1", *f.Surge))
 		}
 		c.Surge = *f.Surge
+	}
+	if f.MaxWorkers != nil {
+		if *f.MaxWorkers < 1 {
+			return nil, at("max-workers", fmt.Errorf("%d: must be at least 1", *f.MaxWorkers))
+		}
+		c.MaxWorkers = *f.MaxWorkers
+	}
+	for _, d := range []struct {
+		key string
+		v   *string
+		dst *time.Duration
+	}{
+		{"settle-time", f.SettleTime, &c.SettleTime},
+		{"drain-delay", f.DrainDelay, &c.DrainDelay},
+	} {
+		if d.v == nil {
+			continue
+		}
+		v, err := parseDurationOrZero(*d.v)
+		if err != nil {
+			return nil, at(d.key, err)
+		}
+		*d.dst = v
 	}
 	if f.TimeoutSignal != nil {
 		sig, err := ParseSignal(*f.TimeoutSignal)

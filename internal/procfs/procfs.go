@@ -58,3 +58,59 @@ func RSS(pid int) (int64, error) {
 	}
 	return pages * int64(os.Getpagesize()), nil
 }
+
+// Children lists pid's children, from /proc/PID/task/*/children (every
+// thread's: a child belongs to the thread that forked it).
+func Children(pid int) []int {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids
+}
+
+// Descendants lists pid's descendants, breadth first, at most limit.
+func Descendants(pid, limit int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 && len(out) < limit {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range Children(p) {
+			if len(out) >= limit {
+				break
+			}
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// TreeRSS is the resident memory of pid and its descendants, summed:
+// pages they share (a pre-forked server's copy-on-write memory) count once
+// per process, so it overstates what killing the tree would free.
+func TreeRSS(pid int) (int64, error) {
+	total, err := RSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range Descendants(pid, 4096) {
+		if n, err := RSS(c); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}
