@@ -366,7 +366,10 @@ func TestPID1HandlesEverySignalItDocuments(t *testing.T) {
 	p := startPID1(t, nil, "-w", "2", "--", helloBin)
 	p.waitReady()
 	gen := func() float64 { v, _ := value(scrape(t, p.metrics+"/metrics"), "baton_generation", "", ""); return v }
-	wanted := func() float64 { v, _ := value(scrape(t, p.metrics+"/metrics"), "baton_workers_wanted", "", ""); return v }
+	wanted := func() float64 {
+		v, _ := value(scrape(t, p.metrics+"/metrics"), "baton_workers_wanted", "", "")
+		return v
+	}
 	waitMetric := func(what string, f func() float64, want float64) {
 		t.Helper()
 		if !testutil.Eventually(t, 30*time.Second, func() bool { return f() == want }) {
