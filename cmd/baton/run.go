@@ -21,6 +21,7 @@ import (
 	"github.com/batonhq/baton/workers"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,11 +29,7 @@ func runCommand(args []string) error {
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
 	fs := newFlagSet("run")
-	fs.SetInterspersed(false) // everything after the program is its own
-	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
-	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
-	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	flags, logFormat, logLevel, controlPath := bindRunFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -241,6 +238,17 @@ func runCommand(args []string) error {
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
+}
+
+// bindRunFlags registers baton run's flags: the settings, and run's own.
+// baton check --kubernetes parses a container's arguments with them.
+func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, controlPath *string) {
+	fs.SetInterspersed(false) // everything after the program is its own
+	flags = config.BindFlags(fs)
+	logFormat = fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
+	logLevel = fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
+	controlPath = fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	return flags, logFormat, logLevel, controlPath
 }
 
 // splitSocket takes the socket called name out of set.

@@ -19,7 +19,7 @@ func EnvName(flag string) string {
 // ApplyEnv gives every flag of the set that the command line left unset
 // the value of its variable (EnvName), when lookup finds one that is not
 // empty: flags override the environment, which overrides the file. Flags
-// named in except are left alone. A repeatable flag (--bind) takes a
+// named in except, and --help, are left alone. A repeatable flag (--bind) takes a
 // comma-separated list from its one variable.
 //
 // Call it after parsing and before Resolve. Errors, then and in Resolve,
@@ -27,7 +27,7 @@ func EnvName(flag string) string {
 func (f *Flags) ApplyEnv(lookup func(string) (string, bool), except ...string) error {
 	var err error
 	f.fs.VisitAll(func(fl *pflag.Flag) {
-		if err != nil || fl.Changed || contains(except, fl.Name) {
+		if err != nil || fl.Changed || skipEnv(fl, except) {
 			return
 		}
 		name := EnvName(fl.Name)
@@ -58,7 +58,7 @@ func (f *Flags) ApplyEnv(lookup func(string) (string, bool), except ...string) e
 func (f *Flags) EnvNames(except ...string) []string {
 	var names []string
 	f.fs.VisitAll(func(fl *pflag.Flag) {
-		if !contains(except, fl.Name) {
+		if !skipEnv(fl, except) {
 			names = append(names, EnvName(fl.Name))
 		}
 	})
@@ -113,6 +113,11 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// skipEnv says whether fl has no variable: --help, and those in except.
+func skipEnv(fl *pflag.Flag, except []string) bool {
+	return fl.Name == "help" || contains(except, fl.Name)
 }
 
 func contains(list []string, s string) bool {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type Flags struct {
 	metricsSocket   string
 	// fromEnv maps the flags ApplyEnv set to their variables.
 	fromEnv map[string]string
+	// ReadFile reads the config file, by the name --config gives. Zero:
+	// os.ReadFile. baton check --kubernetes reads it from a ConfigMap.
+	ReadFile func(name string) ([]byte, error)
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -69,8 +73,12 @@ func (f *Flags) ConfigPath() string { return f.configPath }
 func (f *Flags) Resolve(command []string) (*Config, error) {
 	c := &Config{}
 	if f.configPath != "" {
+		read := f.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
 		var err error
-		if c, err = Load(f.configPath); err != nil {
+		if c, err = load(f.configPath, read); err != nil {
 			return nil, err
 		}
 	}
