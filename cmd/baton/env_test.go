@@ -43,7 +43,7 @@ func TestSettingsFromTheEnvironment(t *testing.T) {
 func TestWorkersDoNotInheritBatonSettings(t *testing.T) {
 	testutil.CheckChildLeaks(t)
 	dir := t.TempDir()
-	cmd := exec.Command(batonBin, "run", "--", "/bin/sh", "-c", `env > "$0/env.$BATON_WORKER"; exec sleep 600`, dir)
+	cmd := exec.Command(batonBin, "run", "--", "/bin/sh", "-c", `env > "$0/.env.$BATON_WORKER" && mv "$0/.env.$BATON_WORKER" "$0/env.$BATON_WORKER"; exec sleep 600`, dir)
 	cmd.Env = []string{
 		"PATH=/usr/bin:/bin", "APP_SETTING=kept",
 		"BATON_WORKERS=2", "BATON_READINESS=exec", "BATON_GRACEFUL_TIMEOUT=10s", "BATON_LOG_LEVEL=debug",
