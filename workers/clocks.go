@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -82,7 +83,7 @@ func (s *Supervisor) workerAlarm(w *worker, now time.Time) {
 			return
 		}
 		s.escalate(w, StopBootTimeout, w.cfg.BootTimeout, now.Sub(w.bootDeadline),
-			fmt.Sprintf("no READY=1 %s after spawn%s", now.Sub(w.spawned).Round(time.Millisecond), s.diagnoseBoot(w)))
+			fmt.Sprintf("no READY=1 %s after spawn%s", now.Sub(w.spawned).Round(time.Millisecond), s.diagnoseBoot(w)), 0)
 	case Ready:
 		s.readyAlarm(w, now)
 	case Stopping, Signalled:
@@ -101,7 +102,7 @@ func (s *Supervisor) readyAlarm(w *worker, now time.Time) {
 			return
 		}
 		s.escalate(w, StopWatchdog, w.watchdog, now.Sub(due),
-			fmt.Sprintf("no WATCHDOG=1 for %s", now.Sub(w.lastHeartbeat).Round(time.Millisecond)))
+			fmt.Sprintf("no WATCHDOG=1 for %s", now.Sub(w.lastHeartbeat).Round(time.Millisecond)), w.pinger)
 		return
 	}
 	if id, start := w.reqs.oldest(); !start.IsZero() {
@@ -110,7 +111,7 @@ func (s *Supervisor) readyAlarm(w *worker, now time.Time) {
 				return
 			}
 			s.escalate(w, StopRequestTimeout, w.cfg.RequestTimeout, now.Sub(due),
-				fmt.Sprintf("request %q running for %s", id, now.Sub(start).Round(time.Millisecond)))
+				fmt.Sprintf("request %q running for %s", id, now.Sub(start).Round(time.Millisecond)), w.reqs.oldestPID())
 			return
 		}
 	}
@@ -122,9 +123,10 @@ func (s *Supervisor) readyAlarm(w *worker, now time.Time) {
 }
 
 // onClocks applies a message's clock fields.
-func (s *Supervisor) onClocks(w *worker, m *sdnotify.Message, now time.Time) {
+func (s *Supervisor) onClocks(w *worker, m *sdnotify.Message, sender int, now time.Time) {
 	if m.Watchdog {
 		w.lastHeartbeat = now
+		w.pinger = sender
 	}
 	if m.WatchdogUSec != nil {
 		// As systemd: a new interval also restarts the clock.
@@ -153,14 +155,18 @@ func (s *Supervisor) onClocks(w *worker, m *sdnotify.Message, now time.Time) {
 		if limit == config.Infinity {
 			limit = 0
 		}
-		s.escalate(w, StopWatchdog, limit, 0, "worker sent WATCHDOG=trigger")
+		s.escalate(w, StopWatchdog, limit, 0, "worker sent WATCHDOG=trigger", sender)
 	}
 }
 
 // escalate starts the ladder for a worker whose clock expired: one log line
 // per step, naming the worker, its pid, generation, age, last STATUS=, the
-// clock and by how much it was missed.
-func (s *Supervisor) escalate(w *worker, reason StopReason, limit, overdue time.Duration, detail string) {
+// clock and by how much it was missed. culprit, when not the worker
+// itself, is the descendant the clock accuses (the process whose
+// heartbeats stopped, or that began the request: a gunicorn or puma
+// worker below its master); it gets the timeout signal first, so that its
+// stack is the one dumped.
+func (s *Supervisor) escalate(w *worker, reason StopReason, limit, overdue time.Duration, detail string, culprit int) {
 	clock := reason.Clock()
 	sig := w.cfg.TimeoutSignal
 	s.ladderLog(w, clock, limit, overdue).Warnf("worker %d %s-timeout %s expired (%s, %s over); sending %s, SIGKILL in %s",
@@ -171,6 +177,15 @@ func (s *Supervisor) escalate(w *worker, reason StopReason, limit, overdue time.
 		f.When = "" // the detail says it
 	}
 	s.setState(w, Signalled)
+	// Only a process still in the worker's cell or tree: a pid recycled by
+	// another process since it last spoke must not be signalled.
+	if culprit > 0 && culprit != w.pid && s.descends(culprit, w) {
+		if err := syscall.Kill(culprit, signalOf(sig)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			s.log.Error(fmt.Errorf("signal pid %d of worker %d with %s: %w", culprit, w.slot, sig, err))
+		} else {
+			s.workerLog(w).Infof("worker %d: sent %s to pid %d, whose %s-timeout expired", w.slot, sig, culprit, clock)
+		}
+	}
 	if err := w.proc.Signal(signalOf(sig)); err != nil {
 		s.log.Error(fmt.Errorf("signal worker %d (pid %d) with %s: %w", w.slot, w.pid, sig, err))
 	}

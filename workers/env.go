@@ -47,7 +47,11 @@ func (s *Supervisor) notifyFor(cfg *config.Config) string {
 // baton, and its slot and generation. LISTEN_PID and WATCHDOG_PID are added
 // by the shim, which knows the pid.
 func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD int, cfg *config.Config) []string {
-	env := append(make([]string, 0, len(base)+8), base...)
+	env := make([]string, 0, len(base)+len(cfg.Environment)+8)
+	env = append(env, base...)
+	// The config's environment overrides baton's own (later entries win
+	// for every libc; the duplicates are dropped anyway).
+	env = overlay(env, cfg.Environment)
 	if notifySocket != "" {
 		env = append(env, "NOTIFY_SOCKET="+notifySocket)
 	}
@@ -63,4 +67,23 @@ func workerEnv(base []string, notifySocket string, nSockets int, names string, s
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(nSockets), "LISTEN_FDNAMES="+names)
 	}
 	return env
+}
+
+// overlay sets each KEY=VALUE of add in env, replacing what env had.
+func overlay(env, add []string) []string {
+	if len(add) == 0 {
+		return env
+	}
+	set := map[string]bool{}
+	for _, kv := range add {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	out := env[:0]
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, add...)
 }

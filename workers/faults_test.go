@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,9 +118,10 @@ func TestStoppingWorkerThatNeverExitsIsKilledAndReplaced(t *testing.T) {
 
 // A worker that exits 0 right after READY=1, over and over, is backed off
 // like a crash and reported crash-looping, instead of respawning thousands
-// of times.
+// of times. (The first worker serves a while: a pool that never did gives
+// up instead, as TestCommandThatCannotStartGivesUp shows.)
 func TestCleanExitLoopIsBackedOff(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=ready-then-exit0")
+	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=ready-then-exit0", "BATON_TEST_OUT="+t.TempDir())
 	snap := p.waitFor("crash-looping", 20*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 4 })
 	if !strings.Contains(snap.Status, "degraded: worker 1 crash-looping (exited with status 0)") {
 		t.Errorf("status %q", snap.Status)
@@ -147,11 +149,16 @@ func TestCommandThatCannotStartGivesUp(t *testing.T) {
 		{[]string{"/nonexistent/app"}, "exec /nonexistent/app: no such file or directory"},
 		{[]string{notExec}, "permission denied"},
 		{[]string{"/bin/false"}, "exited with status 1"},
+		// Exec readiness: "ready" for an instant, which does not count.
+		{[]string{"/bin/true"}, "exited with status 0"},
 	} {
 		t.Run(filepath.Base(tc.cmd[0]), func(t *testing.T) {
 			testutil.CheckFDLeaks(t)
 			testutil.CheckChildLeaks(t)
 			cfg := &config.Config{Workers: 2, Command: tc.cmd}
+			if tc.cmd[0] == "/bin/true" {
+				cfg.Readiness = config.ReadinessExec
+			}
 			if err := cfg.Finish(); err != nil {
 				t.Fatal(err)
 			}
@@ -234,6 +241,40 @@ func TestStallDoesNotKillHealthyWorkers(t *testing.T) {
 	}
 	if p.logged("watchdog-timeout") {
 		t.Errorf("a watchdog fired:\n%s", p.logLines())
+	}
+	p.stop(Fast)
+}
+
+// With exec readiness and no clock that needs it, a worker gets no
+// NOTIFY_SOCKET, as systemd gives none to Type=exec services.
+func TestExecReadinessSetsNoNotifySocket(t *testing.T) {
+	out := t.TempDir()
+	p := startPool(t, &config.Config{Workers: 1, Readiness: config.ReadinessExec}, nil, "BATON_TEST_MODE=report", "BATON_TEST_OUT="+out)
+	p.waitFor("1 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
+	if !testutil.Eventually(t, 10*time.Second, func() bool { _, err := os.Stat(filepath.Join(out, "1.json")); return err == nil }) {
+		t.Fatal("no report")
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "1.json"))
+	if strings.Contains(string(b), "NOTIFY_SOCKET=") {
+		t.Errorf("exec readiness got a NOTIFY_SOCKET: %s", b)
+	}
+	p.stop(Graceful)
+}
+
+// A boot clock that expires on a worker that serves without READY=1 says
+// so, and suggests exec readiness.
+func TestBootTimeoutSaysTheWorkerServesWithoutReady(t *testing.T) {
+	sockets := bindLocal(t, "web")
+	p := startPool(t, &config.Config{Workers: 1, BootTimeout: 1500 * time.Millisecond, TimeoutSignal: quiet}, sockets, "BATON_TEST_MODE=serve-silent")
+	p.waitFor("the worker", 20*time.Second, func(s Snapshot) bool { return len(s.Workers) == 1 })
+	c, err := net.Dial("tcp", strings.TrimPrefix(sockets[0].Addr, "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p.waitFor("the boot clock", 20*time.Second, func(Snapshot) bool { return p.logged("boot-timeout 1.5s expired") })
+	if !p.logged("it is serving 1 connections on web without having sent READY=1") || !p.logged(`set readiness = "exec"`) {
+		t.Errorf("log:\n%s", p.logLines())
 	}
 	p.stop(Fast)
 }

@@ -25,6 +25,7 @@ type Handoff struct {
 	Sockets    []HandoffSocket
 	Gen        int
 	LastGen    int
+	Seq        int // worker ids used so far
 	SentReady  bool
 	EverReady  bool
 	Workers    []HandoffWorker
@@ -101,7 +102,7 @@ func (s *Supervisor) handoff(req handoffRequest) {
 		return
 	}
 	s.cancelRecycles()
-	h := &Handoff{NotifyPath: s.notify.Path(), Gen: s.gen, LastGen: s.lastGen, SentReady: s.sentReady, EverReady: s.everReady}
+	h := &Handoff{NotifyPath: s.notify.Path(), Gen: s.gen, LastGen: s.lastGen, Seq: s.seq, SentReady: s.sentReady, EverReady: s.everReady}
 	var fds []int
 	keep := func(fd int) error {
 		if err := setCloexec(fd, false); err != nil {
@@ -169,6 +170,7 @@ func (s *Supervisor) handoff(req handoffRequest) {
 // adopt takes over the workers of a handoff, in Run before anything else.
 func (s *Supervisor) adopt(h *Handoff) {
 	s.gen, s.lastGen, s.sentReady, s.everReady = h.Gen, h.LastGen, h.SentReady, h.EverReady || h.SentReady
+	s.seq = h.Seq
 	now := s.now()
 	for _, hw := range h.Workers {
 		id := hw.ID
@@ -219,9 +221,7 @@ func (s *Supervisor) adopt(h *Handoff) {
 		} else {
 			close(pumped)
 		}
-		reported := make(chan string, 1)
-		reported <- ""
-		go func() { s.afterExit(w, <-exited, reported, pumped) }()
+		go func() { s.afterOutput(w, <-exited, pumped) }()
 		switch {
 		case hw.State.stopping():
 			// Its drain goes on; the kill deadline restarts with this baton.
@@ -244,12 +244,6 @@ func (s *Supervisor) adopt(h *Handoff) {
 		if sl := s.adoptSlot(w); sl == nil {
 			// More workers than slots (the config shrank): drain the rest.
 			s.retire(w, StopScaledDown, "scaled down")
-		}
-	}
-	// Slots no adopted worker fills start afresh.
-	for _, sl := range s.slots {
-		if sl.w == nil {
-			s.arm(&sl.alarm, now)
 		}
 	}
 	s.log.WithField("generation", s.gen).Infof("adopted %d workers from the baton this one replaced", len(h.Workers))

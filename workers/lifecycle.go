@@ -11,6 +11,7 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,10 @@ const (
 	// systemd's Restart= and StartLimit*= take over, as gunicorn's arbiter
 	// halts when its workers cannot boot.
 	StartAttempts = 5
+	// startStable is how long a worker must stay ready to count as having
+	// been ready, for StartAttempts: /bin/false with exec readiness is
+	// "ready" for a moment, and a pool of it must not spin for ever.
+	startStable = time.Second
 )
 
 // slot is one position in the pool; its worker comes and goes. During a
@@ -100,48 +105,49 @@ func (s *Supervisor) start(sl *slot) {
 // spawn starts one worker through the shim. The returned worker is
 // Starting; the spawner reports its exec and its exit as events.
 func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Set) (*worker, error) {
-	report, reportW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("spawn worker %d: report pipe: %w", n, err)
-	}
 	s.seq++
 	w := &worker{id: fmt.Sprintf("w%d-g%d-%d", n, gen, s.seq), slot: n, gen: gen, cfg: cfg, sockets: sockets, state: Starting}
 	w.alarm = newAlarm(func(now time.Time) { s.workerAlarm(w, now) })
-	files := append(sockets.Files(), reportW)
-	reportFD := 3 + len(files) - 1
+	files := sockets.Files()
 	spec := &spawnSpec{
-		id:     w.id,
-		path:   s.shim,
-		argv:   append([]string{cfg.Command[0], ShimArg, "--"}, cfg.Command...),
-		env:    workerEnv(s.env, s.notifyFor(cfg), len(sockets), sockets.Names(), n, gen, reportFD, cfg),
+		id:   w.id,
+		path: s.shim,
+		argv: append([]string{cfg.Command[0], ShimArg, "--"}, cfg.Command...),
+		// The shim's report pipe comes right after the sockets.
+		env:    workerEnv(s.env, s.notifyFor(cfg), len(sockets), sockets.Names(), n, gen, 3+len(files), cfg),
 		files:  files,
 		stdout: s.stdout, stderr: s.stderr,
+		limits: contain.Limits{MemoryMax: cfg.MemoryMax, CPUWeight: cfg.CPUWeight},
+		onExec: func(msg string) { s.send(execEvent{w: w, errMsg: msg}) },
 	}
 	var rOut, wOut, rErr, wErr *os.File
+	var err error
+	pumped := make(chan struct{})
 	if s.onOutput != nil {
 		if rOut, wOut, rErr, wErr, err = outputPipes(); err != nil {
-			return nil, fmt.Errorf("spawn worker %d: output pipes: %w", n, errors.Join(err, report.Close(), reportW.Close()))
+			return nil, fmt.Errorf("spawn worker %d: output pipes: %w", n, err)
 		}
 		spec.stdout, spec.stderr = wOut, wErr
+		spec.onExit = func(ws unix.WaitStatus) { go s.afterOutput(w, ws, pumped) }
+	} else {
+		close(pumped)
+		spec.onExit = func(ws unix.WaitStatus) { s.send(exitEvent{w: w, status: ws}) }
 	}
-	pumped := make(chan struct{})
-	reported := make(chan string, 1)
-	spec.onExit = func(ws unix.WaitStatus) { go s.afterExit(w, ws, reported, pumped) }
 	p, err := s.spawner.Spawn(spec)
 	// Our copies of the write ends must go, whatever happened, or EOF never
 	// comes.
-	cerr := reportW.Close()
+	var cerr error
 	if wOut != nil {
-		cerr = errors.Join(cerr, wOut.Close(), wErr.Close())
+		cerr = errors.Join(wOut.Close(), wErr.Close())
 	}
 	if err != nil {
 		if rOut != nil {
 			err = errors.Join(err, rOut.Close(), rErr.Close())
 		}
-		return nil, fmt.Errorf("spawn worker %d: %w", n, errors.Join(err, report.Close()))
+		return nil, fmt.Errorf("spawn worker %d: %w", n, err)
 	}
 	if cerr != nil {
-		s.log.WithError(cerr).Warn("close the worker's ends of its pipes")
+		s.log.WithError(cerr).Warn("close the worker's ends of its output pipes")
 	}
 	w.proc, w.pid = p, p.PID()
 	w.spawned = s.now()
@@ -155,10 +161,7 @@ func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Se
 	if rOut != nil {
 		w.outR, w.errR = rOut, rErr
 		s.pumpOutput(w, pumped)
-	} else {
-		close(pumped)
 	}
-	go s.readReport(w, report, reported)
 	return w, nil
 }
 
@@ -166,33 +169,16 @@ func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Se
 func (s *Supervisor) track(w *worker) {
 	s.byPID[w.pid] = w
 	s.byID[w.id] = w
-	s.workerPIDs.Store(w.pid, struct{}{})
-}
-
-// readReport reads the shim's report until EOF (exec done or process dead).
-func (s *Supervisor) readReport(w *worker, report *os.File, reported chan<- string) {
-	msg, err := readAllLimit(report, 4096)
-	if cerr := report.Close(); cerr != nil {
-		err = errors.Join(err, cerr)
-	}
-	if err != nil {
-		s.log.WithError(err).Warnf("worker %d: exec report pipe", w.slot)
-	}
-	reported <- msg
-	s.send(execEvent{w: w, errMsg: msg})
+	s.workerPIDs.Store(w.pid, w.proc)
 }
 
 // outputWait bounds how long an exit waits for the worker's last output:
 // a descendant that escaped with the pipe open must not hold it back.
 const outputWait = 250 * time.Millisecond
 
-// afterExit sends the exit event once the exec report was read (so the
-// exec error comes first) and, for a moment, the worker's last lines.
-func (s *Supervisor) afterExit(w *worker, ws unix.WaitStatus, reported <-chan string, pumped <-chan struct{}) {
-	select {
-	case <-reported:
-	case <-time.After(time.Second):
-	}
+// afterOutput sends the exit event once the worker's output was read to
+// the end (or a moment passed), so that its last line is known.
+func (s *Supervisor) afterOutput(w *worker, ws unix.WaitStatus, pumped <-chan struct{}) {
 	select {
 	case <-pumped:
 	case <-time.After(outputWait):
@@ -225,7 +211,6 @@ func (s *Supervisor) onExec(ev execEvent) {
 // becameReady is READY=1 (or, with exec readiness, the exec).
 func (s *Supervisor) becameReady(w *worker) {
 	s.setState(w, Ready)
-	s.everReady = true
 	s.workerLog(w).Infof("worker %d ready after %s", w.slot, w.readyAt.Sub(w.spawned).Round(time.Millisecond))
 	if sl := s.slotOf(w); sl != nil && sl.next == w {
 		if r := s.rollout; r != nil && w.gen == r.gen {
@@ -317,6 +302,9 @@ func (s *Supervisor) leaving(w *worker, how string) {
 	if !w.readyAt.IsZero() {
 		readyFor = now.Sub(w.readyAt)
 	}
+	if readyFor >= startStable {
+		s.everReady = true
+	}
 	switch {
 	case w.reason.Failure():
 		s.slotFailed(sl, f)
@@ -344,7 +332,7 @@ func (s *Supervisor) slotFailed(sl *slot, f *WorkerFailure) {
 	sl.lastExit = f.How
 	sl.lastFailure = f
 	s.statusDirty = true
-	if !s.everReady && sl.failures >= StartAttempts && s.phase == phaseRunning {
+	if !s.everReady && sl.failures >= StartAttempts && s.phase == phaseRunning && !s.readyLongEnough() {
 		s.giveUp(&StartError{Attempts: sl.failures, Last: f})
 		return
 	}
@@ -356,6 +344,19 @@ func (s *Supervisor) slotFailed(sl *slot, f *WorkerFailure) {
 	} else {
 		entry.Infof("respawning worker %d in %s", sl.n, d)
 	}
+}
+
+// readyLongEnough reports whether a live worker has been ready for
+// startStable, and remembers it.
+func (s *Supervisor) readyLongEnough() bool {
+	now := s.now()
+	for _, w := range s.byPID {
+		if w.state == Ready && now.Sub(w.readyAt) >= startStable {
+			s.everReady = true
+			return true
+		}
+	}
+	return false
 }
 
 // workerFailed is a clock's verdict on a worker that is still running: its

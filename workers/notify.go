@@ -196,8 +196,8 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 	if m.Ready && w.state == Starting {
 		s.becameReady(w)
 	}
-	s.onRequests(w, m, now)
-	s.onClocks(w, m, now)
+	s.onRequests(w, m, ev.dg.PID, now)
+	s.onClocks(w, m, ev.dg.PID, now)
 	if v, ok := m.Get(FieldRecycle); ok && v == "1" {
 		s.wantRecycle(w, "the worker asked ("+FieldRecycle+"=1)")
 	}

@@ -34,20 +34,23 @@ type requestSet struct {
 type request struct {
 	id         string
 	start      time.Time
+	pid        int // who began it: the process the request clock accuses
 	prev, next *request
 }
 
 func (r *requestSet) len() int { return len(r.byID) }
 
 // begin records a request; one already in flight under id starts over.
-func (r *requestSet) begin(id string, t time.Time) {
+func (r *requestSet) begin(id string, t time.Time) { r.beginBy(id, t, 0) }
+
+func (r *requestSet) beginBy(id string, t time.Time, pid int) {
 	if r.byID == nil {
 		r.byID = map[string]*request{}
 	}
 	if old, ok := r.byID[id]; ok {
 		r.unlink(old)
 	}
-	q := &request{id: id, start: t, prev: r.tail}
+	q := &request{id: id, start: t, pid: pid, prev: r.tail}
 	if r.tail != nil {
 		r.tail.next = q
 	} else {
@@ -77,6 +80,14 @@ func (r *requestSet) unlink(q *request) {
 	delete(r.byID, q.id)
 }
 
+// oldestPID is who began the longest-running request in flight.
+func (r *requestSet) oldestPID() int {
+	if r.head == nil {
+		return 0
+	}
+	return r.head.pid
+}
+
 // oldest returns the longest-running request in flight.
 func (r *requestSet) oldest() (string, time.Time) {
 	if r.head == nil {
@@ -86,7 +97,7 @@ func (r *requestSet) oldest() (string, time.Time) {
 }
 
 // onRequests applies the message's request fields in order.
-func (s *Supervisor) onRequests(w *worker, m *sdnotify.Message, now time.Time) {
+func (s *Supervisor) onRequests(w *worker, m *sdnotify.Message, sender int, now time.Time) {
 	for _, f := range m.Extra {
 		switch f.Key {
 		case FieldRequestBegin:
@@ -99,7 +110,7 @@ func (s *Supervisor) onRequests(w *worker, m *sdnotify.Message, now time.Time) {
 				continue
 			}
 			first := w.reqs.len() == 0
-			w.reqs.begin(f.Value, now)
+			w.reqs.beginBy(f.Value, now, sender)
 			if first && w.state == Ready {
 				s.armEarlier(&w.alarm, addClock(now, w.cfg.RequestTimeout))
 			}

@@ -1,11 +1,14 @@
 package workers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
@@ -19,7 +22,11 @@ type spawnSpec struct {
 	argv, env      []string
 	files          []*os.File // fds 3.. in order
 	stdout, stderr *os.File
-	// onExit is called once the process was reaped, from the reaper.
+	limits         contain.Limits
+	// onExec is called once the shim executed the command (msg empty) or
+	// could not (msg says why); onExit after it, once the process was
+	// reaped. Neither may block for long.
+	onExec func(msg string)
 	onExit func(unix.WaitStatus)
 }
 
@@ -45,23 +52,22 @@ type spawner interface {
 }
 
 // Containment gives each worker a cell that holds everything it forks: a
-// cgroup of its own under a delegated subtree, or its process group and
-// session (internal/contain). Nil: process groups and sessions.
+// cgroup of its own under a delegated subtree, or its session and process
+// tree (internal/contain). Nil: sessions only, without attribution of
+// escaped descendants.
 type Containment interface {
-	New(id string) (Cell, error)
-	Adopt(id string, pid int) (Cell, error)
+	New(id string, l contain.Limits) (contain.Cell, error)
+	Adopt(id string, pid int) (contain.Cell, error)
 	// Owner names the worker (by id) a pid belongs to, if any.
 	Owner(pid int) (id string, ok bool)
+	// Sweep kills what belongs to no cell: leftovers of a baton that
+	// crashed. Called once, after the handed-over workers were adopted.
+	Sweep(ctx context.Context) ([]string, error)
 }
 
-// Cell holds one worker and its descendants.
-type Cell interface {
-	SysProcAttr(*syscall.SysProcAttr)
-	Started(pid int)
-	Kill() error
-	Memory() (int64, error)
-	Close() error
-}
+// cellCloseWait bounds how long releasing a cell waits for what the
+// worker left behind to die.
+const cellCloseWait = 30 * time.Second
 
 // procSpawner forks workers through the process's reaper (internal/proc).
 type procSpawner struct {
@@ -77,10 +83,17 @@ func (p *procSpawner) Spawn(spec *spawnSpec) (process, error) {
 		return nil, err
 	}
 	defer devnull.Close()
+	// The shim's report pipe: close-on-exec in the shim, so it reaches EOF
+	// when the command was executed, or carries the reason it was not.
+	report, reportW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("report pipe: %w", err)
+	}
 	fds := []uintptr{devnull.Fd(), spec.stdout.Fd(), spec.stderr.Fd()}
 	for _, f := range spec.files {
 		fds = append(fds, f.Fd())
 	}
+	fds = append(fds, reportW.Fd())
 	sys := &syscall.SysProcAttr{
 		// A session of its own, as systemd gives each service: a terminal's
 		// Ctrl-C reaches baton only, and the process group is the
@@ -90,18 +103,35 @@ func (p *procSpawner) Spawn(spec *spawnSpec) (process, error) {
 		// to the forking thread, hence internal/proc's one fork thread.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	var cell Cell
+	var cell contain.Cell
+	env := spec.env
 	if p.contain != nil {
-		if cell, err = p.contain.New(spec.id); err != nil {
-			return nil, fmt.Errorf("contain: %w", err)
+		if cell, err = p.contain.New(spec.id, spec.limits); err != nil {
+			return nil, fmt.Errorf("contain: %w", errors.Join(err, report.Close(), reportW.Close()))
 		}
 		cell.SysProcAttr(sys)
+		env = append(append([]string(nil), env...), cell.Env()...)
 	}
 	h := &procHandle{cell: cell, onError: p.onError}
-	pid, pidfd, err := proc.Default().Start(spec.path, spec.argv, &syscall.ProcAttr{Env: spec.env, Files: fds, Sys: sys}, func(e proc.Exit) { spec.onExit(e.Status) })
+	reported := make(chan struct{})
+	pid, pidfd, err := proc.Default().Start(spec.path, spec.argv, &syscall.ProcAttr{Env: env, Files: fds, Sys: sys}, func(e proc.Exit) {
+		// The exec's outcome first, then the exit.
+		go func() {
+			select {
+			case <-reported:
+			case <-time.After(time.Second):
+			}
+			spec.onExit(e.Status)
+		}()
+	})
+	// Ours must go, whatever happened, or EOF never comes.
+	cerr := reportW.Close()
 	if err != nil {
+		err = errors.Join(err, report.Close())
 		if cell != nil {
-			err = errors.Join(err, cell.Close())
+			ctx, cancel := context.WithTimeout(context.Background(), cellCloseWait)
+			err = errors.Join(err, cell.Close(ctx))
+			cancel()
 		}
 		return nil, err
 	}
@@ -109,6 +139,20 @@ func (p *procSpawner) Spawn(spec *spawnSpec) (process, error) {
 	if cell != nil {
 		cell.Started(pid)
 	}
+	if cerr != nil && p.onError != nil {
+		p.onError(fmt.Errorf("close the worker's end of its report pipe: %w", cerr))
+	}
+	go func() {
+		msg, err := readAllLimit(report, 4096)
+		if cerr := report.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil && p.onError != nil {
+			p.onError(fmt.Errorf("worker pid %d: exec report: %w", pid, err))
+		}
+		spec.onExec(msg)
+		close(reported)
+	}()
 	return h, nil
 }
 
@@ -130,7 +174,7 @@ func (p *procSpawner) Adopt(id string, pid int, onExit func(unix.WaitStatus)) (p
 
 type procHandle struct {
 	pid, pidfd int
-	cell       Cell
+	cell       contain.Cell
 	onError    func(error)
 }
 
@@ -179,7 +223,9 @@ func (h *procHandle) Release() error {
 		cell := h.cell
 		h.cell = nil
 		go func() {
-			if err := cell.Close(); err != nil && h.onError != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), cellCloseWait)
+			defer cancel()
+			if err := cell.Close(ctx); err != nil && h.onError != nil {
 				h.onError(fmt.Errorf("release worker pid %d: %w", h.pid, err))
 			}
 		}()

@@ -237,6 +237,10 @@ func (s *Supervisor) publish() {
 }
 
 func (s *Supervisor) sendUp(state string) {
+	if s.sendUpHook != nil {
+		s.sendUpHook(state)
+		return
+	}
 	if s.upward == nil {
 		return
 	}

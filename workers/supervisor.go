@@ -171,6 +171,8 @@ type Supervisor struct {
 	reloadSeconds            float64
 	recycled                 int
 	runErr                   error
+	// sendUpHook replaces the upward queue in the package's fast tests.
+	sendUpHook func(string)
 }
 
 // New validates options and creates the notify socket. Close releases it if
@@ -321,8 +323,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.adopting != nil {
 		s.adopt(s.adopting)
 		s.adopting = nil
-	} else {
-		for _, sl := range s.slots {
+	}
+	s.sweep()
+	for _, sl := range s.slots {
+		if sl.w == nil {
 			s.start(sl)
 		}
 	}
@@ -401,6 +405,55 @@ func (s *Supervisor) handle(ev any) {
 	case handoffRequest:
 		s.handoff(ev)
 	}
+}
+
+// sweepWait bounds the start's clean-up of a crashed baton's leftovers.
+const sweepWait = 10 * time.Second
+
+// sweep kills what a baton that crashed left in its workers' cells.
+func (s *Supervisor) sweep() {
+	if s.contain == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sweepWait)
+	defer cancel()
+	ids, err := s.contain.Sweep(ctx)
+	if err != nil {
+		s.log.WithError(err).Warn("clean up leftovers of earlier workers")
+	}
+	if len(ids) > 0 {
+		s.log.Warnf("killed what %d workers of an earlier baton left behind: %v", len(ids), ids)
+	}
+}
+
+// WorkerMemory is what worker pid and everything it forked use, in bytes
+// (its cgroup's, or summed over its processes). Safe from any goroutine.
+func (s *Supervisor) WorkerMemory(pid int) (int64, error) {
+	p, ok := s.workerPIDs.Load(pid)
+	if !ok {
+		return 0, fmt.Errorf("pid %d is not a worker", pid)
+	}
+	return p.(process).Memory()
+}
+
+// Owns reports whether pid is a worker or something a worker forked (its
+// cgroup's, its process tree's), for the control socket, which refuses
+// workers. Safe from any goroutine.
+func (s *Supervisor) Owns(pid int) bool {
+	if _, ok := s.workerPIDs.Load(pid); ok {
+		return true
+	}
+	if s.contain != nil {
+		if _, ok := s.contain.Owner(pid); ok {
+			return true
+		}
+	}
+	for _, p := range ancestry(pid)[1:] {
+		if _, ok := s.workerPIDs.Load(p); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // orphans is how many processes the reaper reaped that baton did not

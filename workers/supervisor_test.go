@@ -155,8 +155,8 @@ func bindLocal(t *testing.T, names ...string) activation.Set {
 func TestWorkersGetSocketsAndEnvironmentAsFromSystemd(t *testing.T) {
 	out := t.TempDir()
 	sockets := bindLocal(t, "web", "metrics")
-	p := startPool(t, &config.Config{Workers: 2}, sockets,
-		"BATON_TEST_MODE=report", "BATON_TEST_OUT="+out,
+	p := startPool(t, &config.Config{Workers: 2, Environment: []string{"APP_MODE=test", "HOME=/srv/app"}}, sockets,
+		"BATON_TEST_MODE=report", "BATON_TEST_OUT="+out, "HOME=/root",
 		// baton's own protocol variables must not leak to workers.
 		"LISTEN_FDS=9", "LISTEN_PID=1", "WATCHDOG_USEC=5", "NOTIFY_SOCKET=/run/systemd/notify", "BATON_WORKER=99")
 	p.waitFor("2 ready workers", 20*time.Second, func(s Snapshot) bool { return s.Ready == 2 })
@@ -179,6 +179,7 @@ func TestWorkersGetSocketsAndEnvironmentAsFromSystemd(t *testing.T) {
 		want := map[string]string{
 			"LISTEN_PID": pid, "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:metrics",
 			"BATON_WORKER": slot, "BATON_GENERATION": "1", "NOTIFY_SOCKET": p.s.NotifySocket(),
+			"APP_MODE": "test", "HOME": "/srv/app",
 		}
 		for k, v := range want {
 			if env[k] != v {
@@ -266,7 +267,9 @@ func TestExecFailureIsReportedAndBackedOff(t *testing.T) {
 // A pool that was ready once and then crash-loops keeps running, backed
 // off, and says so: systemd cannot fix a broken app by restarting baton.
 func TestCrashLoopBacksOffAndKeepsRunning(t *testing.T) {
-	p := startPool(t, &config.Config{Workers: 2}, nil, "BATON_TEST_MODE=ready-then-exit")
+	// Each lives long enough (BATON_TEST_LIFE) for the pool to count as
+	// having been ready.
+	p := startPool(t, &config.Config{Workers: 2}, nil, "BATON_TEST_MODE=ready-then-exit", "BATON_TEST_LIFE=1200ms")
 	snap := p.waitFor("6 failures per slot", 30*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 6 && s.Failures[2] >= 6 })
 	if snap.Stopping {
 		t.Errorf("baton gave up on a pool that was ready before")

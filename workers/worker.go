@@ -39,6 +39,7 @@ type worker struct {
 	bootDeadline  time.Time     // Starting: EXTEND_TIMEOUT_USEC= moves it
 	watchdog      time.Duration // WATCHDOG_USEC= changes it
 	lastHeartbeat time.Time
+	pinger        int           // who sent the last WATCHDOG=1
 	reqs          requestSet    // requests in flight, for workers that report them
 	recycleAt     time.Time     // max-lifetime less jitter; zero: never
 	maxRSS        int64         // max-memory less jitter; zero: no limit

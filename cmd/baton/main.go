@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/workers"
 )
 
@@ -19,6 +21,11 @@ const (
 	exitNeverReady = 3
 )
 
+// The main goroutine stays on the main thread: it is the one thread that
+// forks workers and executes a new baton in place (internal/proc), the
+// thread an upgrade's execve(2) keeps.
+func init() { runtime.LockOSThread() }
+
 func main() {
 	// Between fork and exec of a worker, baton is its own exec shim.
 	if workers.IsShim(os.Args) {
@@ -26,7 +33,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
 		os.Exit(127)
 	}
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(proc.ServeMainThread(func() int { return dispatch(os.Args[1:]) }))
 }
 
 // dispatch runs one command and says how baton exits: help goes to stdout

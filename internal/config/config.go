@@ -62,6 +62,22 @@ type Config struct {
 	// to 10% jitter. Zero: no limit.
 	MaxMemory int64
 
+	// Environment is added to every worker's environment, KEY=VALUE, in
+	// order, over what baton itself was given (as systemd's Environment=;
+	// PYTHONUNBUFFERED=1 and the like without wrapping the command). It
+	// changes with a reload. Zero: nothing added.
+	Environment []string
+	// MemoryMax is each worker's hard memory limit (the memory.max of
+	// its cgroup): above it the kernel reclaims and then OOM-kills inside
+	// the worker. It needs a delegated cgroup with the memory controller
+	// (docs/containment.md). Zero: no limit.
+	MemoryMax int64
+	// CPUWeight is each worker's share of CPU time when the CPU is
+	// contended (the cpu.weight of its cgroup, 1-10000, as systemd's
+	// CPUWeight=). It needs a delegated cgroup with the cpu controller.
+	// Zero: the kernel's default, 100.
+	CPUWeight int
+
 	// Surge is how many new workers may boot at once during a reload, beside
 	// the ones they replace. Zero: 1.
 	Surge int

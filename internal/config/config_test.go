@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +112,11 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size (want a number and a unit, such as "512M", "1.5G" or "512MiB")`},
 		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is zero`},
 		{"bad lifetime", "max-lifetime = \"forever\"\n", `:1:1: max-lifetime: "forever" is not a duration`},
+		{"bad memory-max", "command = [\"a\"]\nmemory-max = \"lots\"\n", `:2:1: memory-max: "lots" is not a size`},
+		{"integer memory-max", "memory-max = 512\n", `:1:14: memory-max: want a string, not an integer`},
+		{"zero cpu-weight", "cpu-weight = 0\n", `:1:1: cpu-weight: 0: want 1 to 10000`},
+		{"big cpu-weight", "command = [\"a\"]\ncpu-weight = 10001\n", `:2:1: cpu-weight: 10001: want 1 to 10000`},
+		{"string cpu-weight", "cpu-weight = \"100\"\n", `:1:14: cpu-weight: want an integer, not a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -132,6 +138,7 @@ func TestFinishCrossFieldErrors(t *testing.T) {
 		{"command = [\"a\"]\ngraceful-timeout = \"2s\"\ntimeout-grace = \"5s\"\n", ":3:1: timeout-grace: 5s is longer than graceful-timeout 2s"},
 		{"command = [\"a\"]\ntimeout-grace = \"infinity\"\n", ":2:1: timeout-grace: infinity would let a hung worker live forever"},
 		{"command = [\"a\"]\ntimeout-signal = \"KILL\"\n", ":2:1: timeout-signal: SIGKILL leaves nothing to diagnose"},
+		{"command = [\"a\"]\nmemory-max = \"512MiB\"\nmax-memory = \"1G\"\n", ":3:1: max-memory: 1GiB is above memory-max 512MiB: the kernel would OOM-kill inside a worker before baton recycles it"},
 		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: address tcp://127.0.0.1:1 is already used at"},
 	} {
 		p := writeFile(t, tc.body)
@@ -175,6 +182,25 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}
 }
 
+func TestLimits(t *testing.T) {
+	c, err := Load(writeFile(t, "command = [\"a\"]\nmemory-max = \"1GiB\"\ncpu-weight = 200\nmax-memory = \"768MiB\"\n"))
+	if err == nil {
+		err = c.Finish()
+	}
+	if err != nil || c.MemoryMax != 1<<30 || c.CPUWeight != 200 || c.MaxMemory != 768<<20 {
+		t.Errorf("file: %+v, %v", c, err)
+	}
+	c, err = resolve(t, []string{"--memory-max", "256M", "--cpu-weight", "10000"}, "app")
+	if err != nil || c.MemoryMax != 256<<20 || c.CPUWeight != 10000 {
+		t.Errorf("flags: %+v, %v", c, err)
+	}
+	// Zero values: no limit, the kernel's default weight.
+	c = &Config{Command: []string{"app"}}
+	if err := c.Finish(); err != nil || c.MemoryMax != 0 || c.CPUWeight != 0 {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
+
 func TestUnnamedBinds(t *testing.T) {
 	c, err := resolve(t, []string{"-b", "127.0.0.1:8000", "-b", "[::1]:8000"}, "app")
 	if err != nil {
@@ -202,6 +228,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--timeout-signal", "NOPE"}, "--timeout-signal: \"NOPE\" is not a signal"},
 		{[]string{"--timeout-grace", "1m", "--graceful-timeout", "10s"}, "timeout-grace: 1m0s is longer than graceful-timeout 10s"},
 		{[]string{"-c", "/nonexistent/baton.toml"}, "/nonexistent/baton.toml: read config"},
+		{[]string{"--memory-max", "lots"}, `--memory-max: "lots" is not a size`},
+		{[]string{"--cpu-weight", "0"}, "--cpu-weight: 0: want 1 to 10000"},
+		{[]string{"--cpu-weight", "20000"}, "--cpu-weight: 20000: want 1 to 10000"},
+		{[]string{"--max-memory", "2G", "--memory-max", "1G"}, "max-memory: 2GiB is above memory-max 1GiB"},
 		{[]string{"--frobnicate"}, "unknown flag: --frobnicate"},
 	} {
 		_, err := resolve(t, tc.args, "app")
@@ -298,5 +328,35 @@ func TestMaxMemoryFileAndFlag(t *testing.T) {
 	p = writeFile(t, "command = [\"a\"]\n\nmax-memory = \"2X\"\n")
 	if _, err = resolve(t, []string{"-c", p}); err == nil || !strings.Contains(err.Error(), p+`:3:1: max-memory: "2X": unknown unit "X"`) {
 		t.Errorf("file error: %v", err)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "env.toml")
+	body := "command = [\"/bin/app\"]\n[environment]\nPYTHONUNBUFFERED = \"1\"\nAPP_MODE = \"prod\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Environment, " ") != "PYTHONUNBUFFERED=1 APP_MODE=prod" {
+		t.Errorf("environment %q", c.Environment)
+	}
+	for _, bad := range []string{"LISTEN_FDS = \"3\"", "BATON_WORKER = \"1\"", "\"1X\" = \"y\""} {
+		if err := os.WriteFile(path, []byte("command = [\"/bin/app\"]\n[environment]\n"+bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		var cerr *Error
+		if !errors.As(err, &cerr) || cerr.Line != 3 || !strings.HasPrefix(cerr.Key, "environment.") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"NOEQUALS", "NOTIFY_SOCKET=/x", "=v"} {
+		if _, err := ParseEnv(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -36,6 +36,9 @@ type file struct {
 	DrainDelay      *string               `toml:"drain-delay"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MemoryMax       *string               `toml:"memory-max"`
+	Environment     map[string]string     `toml:"environment"`
+	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
@@ -154,6 +157,36 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("max-memory", err)
 		}
 		c.MaxMemory = n
+	}
+	if len(f.Environment) > 0 {
+		keys := make([]string, 0, len(f.Environment))
+		for k := range f.Environment {
+			keys = append(keys, k)
+		}
+		// In the order written, which the positions give.
+		sort.Slice(keys, func(i, j int) bool {
+			a, b := pos["environment."+keys[i]], pos["environment."+keys[j]]
+			return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+		})
+		for _, k := range keys {
+			if err := checkEnvName(k); err != nil {
+				return nil, at("environment."+k, err)
+			}
+			c.Environment = append(c.Environment, k+"="+f.Environment[k])
+		}
+	}
+	if f.MemoryMax != nil {
+		n, err := ParseSize(*f.MemoryMax)
+		if err != nil {
+			return nil, at("memory-max", err)
+		}
+		c.MemoryMax = n
+	}
+	if f.CPUWeight != nil {
+		if err := checkCPUWeight(*f.CPUWeight); err != nil {
+			return nil, at("cpu-weight", err)
+		}
+		c.CPUWeight = *f.CPUWeight
 	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {

@@ -32,6 +32,9 @@ type Flags struct {
 	drainDelay      string
 	maxLifetime     string
 	maxMemory       string
+	memoryMax       string
+	env             []string
+	cpuWeight       int
 	metricsSocket   string
 	// fromEnv maps the flags ApplyEnv set to their variables.
 	fromEnv map[string]string
@@ -62,6 +65,9 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this `DURATION`, less up to 10% jitter (default infinity: never)")
 	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds `SIZE`, less up to 10% jitter: a number and K, M, G or T, each a power of 1024 as in systemd's MemoryMax= (512M, 512MB and 512MiB are all 536870912 bytes; 1.5G works); a bare number is bytes (default infinity: no limit)")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "add `KEY=VALUE` to every worker's environment (repeatable; over the config file's [environment])")
+	fs.StringVar(&f.memoryMax, "memory-max", "", "hard memory limit of each worker, `SIZE` as for --max-memory (its cgroup's memory.max); needs a delegated cgroup (default: no limit)")
+	fs.IntVar(&f.cpuWeight, "cpu-weight", 0, "CPU share `N` of each worker when the CPU is contended, 1-10000 (its cgroup's cpu.weight); needs a delegated cgroup (default 100)")
 	return f
 }
 
@@ -135,6 +141,25 @@ func (f *Flags) apply(c *Config) error {
 			return &Error{Key: f.key("max-memory"), Err: err}
 		}
 		c.MaxMemory = n
+	}
+	for _, kv := range f.env {
+		if _, err := ParseEnv(kv); err != nil {
+			return &Error{Key: "--env", Err: err}
+		}
+		c.Environment = append(c.Environment, kv)
+	}
+	if changed("memory-max") {
+		n, err := ParseSize(f.memoryMax)
+		if err != nil {
+			return &Error{Key: "--memory-max", Err: err}
+		}
+		c.MemoryMax = n
+	}
+	if changed("cpu-weight") {
+		if err := checkCPUWeight(f.cpuWeight); err != nil {
+			return &Error{Key: "--cpu-weight", Err: err}
+		}
+		c.CPUWeight = f.cpuWeight
 	}
 	if changed("surge") {
 		if f.surge < 1 {
@@ -317,6 +342,9 @@ func (c *Config) Finish() error {
 	if c.WatchdogTimeout != Infinity && c.WatchdogTimeout < time.Millisecond {
 		return where("watchdog-timeout", fmt.Errorf("%s is below the 1ms a worker could ever meet", c.WatchdogTimeout))
 	}
+	if c.MemoryMax > 0 && c.MaxMemory > c.MemoryMax {
+		return where("max-memory", fmt.Errorf("%s is above memory-max %s: the kernel would OOM-kill inside a worker before baton recycles it; set max-memory below memory-max", sizeString(c.MaxMemory), sizeString(c.MemoryMax)))
+	}
 	seen := map[string]string{}
 	addrs := map[Address]string{}
 	for i := range c.Sockets {
@@ -337,4 +365,17 @@ func (c *Config) Finish() error {
 		}
 	}
 	return nil
+}
+
+// sizeString writes a size in the largest binary unit that divides it.
+func sizeString(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return fmt.Sprintf("%d%s", n/u.mult, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -132,6 +133,17 @@ func ParseSize(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
+// MaxCPUWeight bounds cpu-weight, as systemd's CPUWeight= and the
+// kernel's cpu.weight.
+const MaxCPUWeight = 10000
+
+func checkCPUWeight(w int) error {
+	if w < 1 || w > MaxCPUWeight {
+		return fmt.Errorf("%d: want 1 to %d (100 is the kernel's default share)", w, MaxCPUWeight)
+	}
+	return nil
+}
+
 // Readiness says when a worker counts as ready.
 type Readiness string
 
@@ -254,4 +266,41 @@ func (sg Signal) String() string {
 		}
 	}
 	return strconv.Itoa(int(sg))
+}
+
+// reservedEnv are the variables baton sets for each worker itself (the
+// socket activation and notify protocols, the worker's identity): a
+// setting cannot override them.
+var reservedEnv = []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+
+// ParseEnv checks one KEY=VALUE for the environment setting.
+func ParseEnv(kv string) (string, error) {
+	k, _, ok := strings.Cut(kv, "=")
+	if !ok {
+		return "", fmt.Errorf("%q: want KEY=VALUE", kv)
+	}
+	if err := checkEnvName(k); err != nil {
+		return "", err
+	}
+	return kv, nil
+}
+
+func checkEnvName(k string) error {
+	if k == "" {
+		return errors.New("empty variable name")
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("%q is not a variable name (letters, digits and _, not starting with a digit)", k)
+		}
+	}
+	for _, r := range reservedEnv {
+		if k == r {
+			return fmt.Errorf("%s is set by baton for each worker (the socket activation and notify protocols)", k)
+		}
+	}
+	if strings.HasPrefix(k, "BATON_") {
+		return fmt.Errorf("%s: BATON_ variables are baton's own", k)
+	}
+	return nil
 }

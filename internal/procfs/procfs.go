@@ -59,28 +59,6 @@ func RSS(pid int) (int64, error) {
 	return pages * int64(os.Getpagesize()), nil
 }
 
-// Children lists pid's children, from /proc/PID/task/*/children (every
-// thread's: a child belongs to the thread that forked it).
-func Children(pid int) []int {
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-	if err != nil {
-		return nil
-	}
-	var kids []int
-	for _, t := range tasks {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, n)
-			}
-		}
-	}
-	return kids
-}
-
 // Descendants lists pid's descendants, breadth first, at most limit.
 func Descendants(pid, limit int) []int {
 	var out []int
@@ -88,7 +66,8 @@ func Descendants(pid, limit int) []int {
 	for len(queue) > 0 && len(out) < limit {
 		p := queue[0]
 		queue = queue[1:]
-		for _, c := range Children(p) {
+		kids, _ := Children(p)
+		for _, c := range kids {
 			if len(out) >= limit {
 				break
 			}
