@@ -124,11 +124,18 @@ func runCommand(args []string) error {
 		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
 	}
 
-	runtimeDir, cleanup, owns, err := runtimeDirectory(adopted)
+	reg, err := register(adopted, unit, log)
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
-	defer func() { cleanup() }()
+	// After an exec in place the new image owns the registration; a
+	// failed one leaves this process owning it still.
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.WithError(err).Warn("remove runtime directory")
+		}
+	}()
+	runtimeDir := reg.Dir
 
 	if unit != nil {
 		reportUnit(cfg, unit, log)
@@ -174,11 +181,9 @@ func runCommand(args []string) error {
 
 	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells}
 	handler.prepareLimits(cfg)
-	if *controlPath == "" {
-		*controlPath = defaultControlPath()
-	}
-	if *controlPath == "" {
-		*controlPath = filepath.Join(runtimeDir, "control.sock")
+	published := *controlPath == ""
+	if published {
+		*controlPath = filepath.Join(runtimeDir, control.SocketName)
 	}
 	var ctl *control.Server
 	if adopted != nil {
@@ -189,11 +194,20 @@ func runCommand(args []string) error {
 	if err != nil {
 		return errors.Join(err, sup.Close())
 	}
-	up.ctl, up.metricsSock, up.runtimeDir, up.ownsRuntimeDir = ctl, metricsSock, runtimeDir, owns
-	// After an exec in place the new image owns the runtime directory; a
-	// failed one leaves this process owning it still.
+	up.ctl, up.metricsSock, up.reg = ctl, metricsSock, reg
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
-	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
+	if published && adopted == nil && reg.Entry != "" {
+		// Clients find it from now on: by name, by pid, or as the only one.
+		if err := reg.Publish(); err != nil {
+			log.WithError(err).Warn("baton status and reload need --control")
+		}
+	}
+	switch {
+	case published && reg.Entry != "":
+		log.Infof("control socket at %s (baton status %s)", ctl.Path(), filepath.Base(reg.Entry))
+	default:
+		log.Infof("control socket at %s (baton status --control %s)", ctl.Path(), ctl.Path())
+	}
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
 	go func() { ctlDone <- ctl.Serve(ctx) }()
@@ -234,7 +248,7 @@ func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, 
 	flags = config.BindFlags(fs)
 	logFormat = fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
 	logLevel = fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
-	controlPath = fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	controlPath = fs.String("control", "", "control `SOCKET` for baton reload and status (default: control.sock in $RUNTIME_DIRECTORY, else in the registry, see baton(8))")
 	return flags, logFormat, logLevel, controlPath
 }
 
@@ -396,26 +410,6 @@ func storeBound(set activation.Set, metricsSock *activation.Socket, store *sdnot
 		}
 		log.Infof("socket %s handed to systemd's fd store", s.Name)
 	}
-}
-
-// runtimeDirectory is where the notify and control sockets live:
-// systemd's RuntimeDirectory= when set, else a private temporary directory
-// that baton owns (and, after an upgrade in place, the one it inherited).
-func runtimeDirectory(adopted *upgradeState) (dir string, cleanup func(), owns bool, err error) {
-	if adopted != nil && adopted.RuntimeDir != "" {
-		if adopted.OwnsRuntimeDir {
-			return adopted.RuntimeDir, func() { _ = os.RemoveAll(adopted.RuntimeDir) }, true, nil
-		}
-		return adopted.RuntimeDir, func() {}, false, nil
-	}
-	if d := firstRuntimeDir(); d != "" {
-		return d, func() {}, false, nil
-	}
-	d, err := os.MkdirTemp("", "baton-")
-	if err != nil {
-		return "", nil, false, fmt.Errorf("create runtime directory: %w", err)
-	}
-	return d, func() { _ = os.RemoveAll(d) }, true, nil
 }
 
 func handoffOf(st *upgradeState) *workers.Handoff {

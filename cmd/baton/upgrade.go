@@ -25,22 +25,25 @@ const upgradeEnv = "BATON_UPGRADE_STATE"
 // upgradeState is what a baton hands to the binary it executes in place:
 // the pool (workers.Handoff) and the fds cmd/baton owns.
 type upgradeState struct {
-	Handoff        *workers.Handoff
-	ControlFD      int
-	ControlPath    string
-	MetricsFD      int // -1: none
-	MetricsName    string
-	MetricsAddr    string
-	MetricsOrigin  string
-	ClientFD       int // -1: nobody waits for the answer
-	OldVersion     string
-	Reason         string
+	Handoff       *workers.Handoff
+	ControlFD     int
+	ControlPath   string
+	MetricsFD     int // -1: none
+	MetricsName   string
+	MetricsAddr   string
+	MetricsOrigin string
+	ClientFD      int // -1: nobody waits for the answer
+	OldVersion    string
+	Reason        string
+	// RuntimeDir and OwnsRuntimeDir say the same as Registration, for a
+	// baton from before the registry, should the new image be older.
 	RuntimeDir     string
 	OwnsRuntimeDir bool
 	// Cgroups says the workers live in cgroups of their own: the unit
 	// delegated baton's cgroup, which the new image cannot ask systemd
 	// again (a handed-over baton skips its D-Bus checks).
-	Cgroups bool
+	Cgroups      bool
+	Registration *control.Registration
 }
 
 // takeUpgradeState reads (and removes) the state a predecessor left.
@@ -74,13 +77,12 @@ func binaryID(path string) (uint64, uint64, error) {
 
 // upgrader executes a new baton binary in place.
 type upgrader struct {
-	mu             sync.Mutex
-	exe            string
-	dev, ino       uint64
-	ctl            *control.Server
-	metricsSock    *activation.Socket
-	runtimeDir     string
-	ownsRuntimeDir bool
+	mu          sync.Mutex
+	exe         string
+	dev, ino    uint64
+	ctl         *control.Server
+	metricsSock *activation.Socket
+	reg         *control.Registration
 }
 
 func newUpgrader() (*upgrader, error) {
@@ -139,7 +141,7 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 		return "", fmt.Errorf("upgrade refused: %w", err)
 	}
 	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
-		RuntimeDir: u.runtimeDir, OwnsRuntimeDir: u.ownsRuntimeDir, ControlPath: u.ctl.Path(),
+		RuntimeDir: u.reg.Dir, OwnsRuntimeDir: u.reg.OwnsDir, Registration: u.reg, ControlPath: u.ctl.Path(),
 		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup}
 	var opened []int
 	keep := func(fd int) error {
@@ -223,20 +225,19 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 	}
 }
 
-// upgradeCommand is `baton upgrade`: execute the binary on disk in place.
+// upgradeCommand is `baton upgrade [NAME]`: execute the binary on disk in
+// place.
 func upgradeCommand(args []string) error {
 	fs := newFlagSet("upgrade")
 	path := controlFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := noArgs(fs); err != nil {
+	sock, err := findControl(*path, fs.Args(), "SIGUSR2 upgrades too")
+	if err != nil {
 		return err
 	}
-	if err := needControl(*path, "SIGUSR2 upgrades too"); err != nil {
-		return err
-	}
-	msg, err := control.Call(context.Background(), *path, control.Request{Command: "upgrade", Wait: true})
+	msg, err := control.Call(context.Background(), sock, control.Request{Command: "upgrade", Wait: true})
 	if err != nil {
 		return fmt.Errorf("upgrade failed: %w", err)
 	}
