@@ -159,3 +159,29 @@ func TestRuntimeDirectoryElsewhereIsLinked(t *testing.T) {
 		t.Errorf("link left after stop: %v", err)
 	}
 }
+
+// SIGHUP is answered as Type=notify-reload requires even when the reload
+// is refused: RELOADING=1 at once, READY=1 when it is over. systemd 252
+// has no Type=notify-reload, but it reads the same pair from a Type=notify
+// service as a reload of its own (state reloading, then active again),
+// which moves StateChangeTimestamp; without READY=1 the unit would stay
+// reloading until TimeoutStartSec=.
+func TestRefusedSIGHUPReloadEndsTheReload(t *testing.T) {
+	r := handWritten(t, "hup", "TimeoutStartSec=10min\n")
+	before := r.show("StateChangeTimestampMonotonic")
+	r.writeConfig(t, "command = [\"HELLO\"]\nworkers = 2\nworkerz = 3\n")
+	r.systemctl("kill", "--kill-whom=main", "-s", "SIGHUP", "hup.service")
+	r.waitFor("the refusal", 20*time.Second, func() bool { return strings.Contains(r.readLog(), "reload refused: invalid config") })
+	r.waitFor("the unit active again after a reload", 20*time.Second, func() bool {
+		return r.show("ActiveState") == "active" && r.show("StateChangeTimestampMonotonic") != before
+	})
+	if st := r.show("StatusText"); st != "2/2 workers ready, generation 1" {
+		t.Errorf("status %q", st)
+	}
+	// A good config over SIGHUP rolls a generation, and ends the same way.
+	r.writeConfig(t, "command = [\"HELLO\"]\nworkers = 2\n")
+	r.systemctl("kill", "--kill-whom=main", "-s", "SIGHUP", "hup.service")
+	r.waitFor("generation 2, active", 30*time.Second, func() bool {
+		return r.show("StatusText") == "2/2 workers ready, generation 2" && r.show("ActiveState") == "active"
+	})
+}

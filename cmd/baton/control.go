@@ -27,6 +27,7 @@ type controlHandler struct {
 	metricsSocket string
 	up            *upgrader
 	contain       contain.Strategy
+	notes         *reloadNotifier
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and

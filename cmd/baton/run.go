@@ -142,8 +142,14 @@ func runCommand(args []string) error {
 	}
 	var notifier workers.Notifier
 	var store workers.FDStore
+	notes := &reloadNotifier{}
+	var adoptedEpoch uint64
+	if adopted != nil {
+		adoptedEpoch = notes.adopt(adopted.Handoff.SentReady, adopted.Reloading)
+	}
 	if upward != nil {
-		notifier, store = upward, upward
+		notes.up = upward
+		notifier, store = notes, upward
 		if adopted == nil {
 			storeBound(sockets, metricsSock, upward, log)
 		}
@@ -179,7 +185,7 @@ func runCommand(args []string) error {
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells, notes: notes}
 	handler.prepareLimits(cfg)
 	published := *controlPath == ""
 	if published {
@@ -231,11 +237,11 @@ func runCommand(args []string) error {
 	}
 
 	if adopted != nil {
-		go handler.finishUpgrade(adopted)
+		go handler.finishUpgrade(adopted, adoptedEpoch)
 	}
 
 	// Queued since the start of run (notifySignals).
-	go handleSignals(sigs, sup, handler, log)
+	go handleSignals(sigs, sup, handler, notes, log)
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
@@ -254,7 +260,7 @@ func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, 
 
 // handleSignals carries out each signal and logs its outcome: nothing an
 // operator asks for disappears without a line.
-func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, log logrus.FieldLogger) {
+func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, notes *reloadNotifier, log logrus.FieldLogger) {
 	for sig := range sigs {
 		name := unix.SignalName(sig.(syscall.Signal))
 		switch sig {
@@ -266,13 +272,23 @@ func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *cont
 			sup.Stop(workers.Fast)
 		case syscall.SIGHUP:
 			log.Infof("%s: reload", name)
+			// Answered before the config is even read: systemd
+			// (Type=notify-reload) waits for RELOADING=1, then READY=1.
+			epoch, err := notes.begin()
+			if err != nil {
+				log.WithError(err).Warnf("%s: cannot tell systemd that a reload began", name)
+			}
 			go func() {
 				// A failure was logged where it happened (refused here, or
 				// by the supervisor's rollout); success is said here.
-				if msg, err := handler.reloadFor(context.Background(), true, name); err == nil {
+				msg, err := handler.reloadFor(context.Background(), true, name)
+				if err == nil {
 					log.Infof("%s: %s", name, msg)
 				} else if !errors.Is(err, workers.ErrReloadFailed) {
 					log.WithError(err).Errorf("%s: no reload", name)
+				}
+				if nerr := notes.end(epoch); nerr != nil {
+					log.WithError(nerr).Warnf("%s: cannot tell systemd that the reload ended", name)
 				}
 			}()
 		case syscall.SIGUSR2:

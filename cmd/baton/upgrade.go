@@ -44,6 +44,9 @@ type upgradeState struct {
 	// again (a handed-over baton skips its D-Bus checks).
 	Cgroups      bool
 	Registration *control.Registration
+	// Reloading: a reload announced to systemd (RELOADING=1) awaits its
+	// READY=1, which the new image sends.
+	Reloading bool
 }
 
 // takeUpgradeState reads (and removes) the state a predecessor left.
@@ -143,6 +146,7 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
 		RuntimeDir: u.reg.Dir, OwnsRuntimeDir: u.reg.OwnsDir, Registration: u.reg, ControlPath: u.ctl.Path(),
 		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup}
+	_, st.Reloading = h.notes.state()
 	var opened []int
 	keep := func(fd int) error {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
@@ -204,9 +208,13 @@ func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
 }
 
 // finishUpgrade runs in the new baton once its supervisor runs: it rolls
-// the workers like a reload and answers whoever asked for the upgrade.
-func (h *controlHandler) finishUpgrade(st *upgradeState) {
+// the workers like a reload and answers whoever asked for the upgrade; and
+// systemd, when a SIGHUP started it (epoch, from reloadNotifier.adopt).
+func (h *controlHandler) finishUpgrade(st *upgradeState, epoch uint64) {
 	msg, err := h.reload(context.Background(), true, "upgrade")
+	if nerr := h.notes.end(epoch); nerr != nil {
+		h.log.WithError(nerr).Warn("cannot tell systemd that the reload ended")
+	}
 	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
 	if err != nil {
 		h.log.WithError(err).Errorf("%s, but rolling the workers failed", prefix)
