@@ -248,14 +248,19 @@ type Registration struct {
 // is no registry at all).
 func Register(registry, name, runtimeDir string, pid int) (reg *Registration, note string, err error) {
 	reg = &Registration{Dir: runtimeDir, PID: pid}
+	if runtimeDir != "" {
+		// RuntimeDirectory=baton/NAME is an entry already, also for a
+		// service user that may not write the registry itself
+		// (DynamicUser=, as baton@.service has).
+		if parent := filepath.Dir(filepath.Clean(runtimeDir)); parent == filepath.Clean(registry) || parent == SystemRegistry {
+			reg.Entry = runtimeDir
+			return reg, "", nil
+		}
+	}
 	if registry == "" {
 		if runtimeDir == "" {
 			return nil, "", ErrNoRegistry
 		}
-		return reg, "", nil
-	}
-	if runtimeDir != "" && filepath.Dir(filepath.Clean(runtimeDir)) == filepath.Clean(registry) {
-		reg.Entry = runtimeDir
 		return reg, "", nil
 	}
 	fail := func(err error) (*Registration, string, error) {

@@ -204,6 +204,13 @@ func TestRegisterWithRuntimeDirectory(t *testing.T) {
 		t.Errorf("link left behind: %v", err)
 	}
 
+	// A service user with no registry of its own (DynamicUser=, not root)
+	// still has its RuntimeDirectory=baton/NAME in the system registry.
+	reg, note, err = Register("", "ignored", filepath.Join(SystemRegistry, "myapp"), self)
+	if err != nil || note != "" || reg.Entry != filepath.Join(SystemRegistry, "myapp") || reg.OwnsDir || reg.OwnsLink {
+		t.Errorf("%+v %q %v", reg, note, err)
+	}
+
 	// No registry (not root, no XDG_RUNTIME_DIR): runs unregistered.
 	reg, note, err = Register("", "web", elsewhere, self)
 	if err != nil || note != "" || reg.Entry != "" || reg.Publish() != nil {
