@@ -171,7 +171,9 @@ func TestRefusedSIGHUPReloadEndsTheReload(t *testing.T) {
 	before := r.show("StateChangeTimestampMonotonic")
 	r.writeConfig(t, "command = [\"HELLO\"]\nworkers = 2\nworkerz = 3\n")
 	r.systemctl("kill", "--kill-whom=main", "-s", "SIGHUP", "hup.service")
-	r.waitFor("the refusal", 20*time.Second, func() bool { return strings.Contains(r.readLog(), "reload refused: invalid config") })
+	r.waitFor("the refusal", 20*time.Second, func() bool {
+		return strings.Contains(r.readLog(), "refused: invalid config or worker command, nothing changed: "+r.config+":3:1: workerz: unknown key")
+	})
 	r.waitFor("the unit active again after a reload", 20*time.Second, func() bool {
 		return r.show("ActiveState") == "active" && r.show("StateChangeTimestampMonotonic") != before
 	})

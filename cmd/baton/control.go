@@ -55,8 +55,9 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 	}
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
-		// log, which is where an operator looks when SIGHUP was used.
-		h.log.WithError(err).Errorf("reload (%s) refused: invalid config or worker command; nothing changed", what)
+		// log, which is where an operator looks when SIGHUP was used: in
+		// the message itself, which is what journalctl shows.
+		h.log.Errorf("reload (%s) refused: invalid config or worker command, nothing changed: %v", what, err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -75,7 +76,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 	}
 	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
-		h.log.WithError(err).Errorf("reload (%s) refused; nothing changed", what)
+		h.log.Errorf("reload (%s) refused, nothing changed: %v", what, err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	h.prepareLimits(cfg)
