@@ -287,7 +287,7 @@ func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *cont
 				} else if !errors.Is(err, workers.ErrReloadFailed) {
 					log.WithError(err).Errorf("%s: no reload", name)
 				}
-				if nerr := notes.end(epoch); nerr != nil {
+				if nerr := notes.end(epoch, rolled(err)); nerr != nil {
 					log.WithError(nerr).Warnf("%s: cannot tell systemd that the reload ended", name)
 				}
 			}()

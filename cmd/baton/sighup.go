@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -19,9 +20,9 @@ import (
 //
 // The supervisor announces a rollout it begins (RELOADING=1) and ends
 // (READY=1); a SIGHUP must be answered even when no rollout begins (an
-// invalid config, a reload already running), so cmd/baton answers the
-// signal itself at once, and sends READY=1 when the reload is over unless
-// a rollout took the answer over. Under Type=notify the same pair tells
+// invalid config, baton stopping, an upgrade refused), so cmd/baton
+// answers the signal itself at once, and sends READY=1 when the reload is
+// over unless a rollout took the answer over. Under Type=notify the same pair tells
 // systemd 252 and later that baton reloads by itself, which it shows.
 type reloadNotifier struct {
 	mu        sync.Mutex
@@ -79,17 +80,22 @@ func (n *reloadNotifier) begin() (uint64, error) {
 	return n.epoch, nil
 }
 
-// end finishes the reload begin announced: READY=1, unless a rollout
-// announced itself since (it sends READY=1 when it ends) or systemd was
-// told already.
-func (n *reloadNotifier) end(epoch uint64) error {
+// end finishes the reload begin announced: READY=1, unless a rollout ran
+// (rolled: it sends READY=1 itself when it ends, through the supervisor's
+// queue, which may not have sent it yet), another announced itself since,
+// or systemd was told already.
+func (n *reloadNotifier) end(epoch uint64, rolled bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if epoch == 0 || !n.reloading || n.epoch != epoch {
+	if epoch == 0 || rolled || !n.reloading || n.epoch != epoch {
 		return nil
 	}
 	return n.send("READY=1")
 }
+
+// rolled says whether a reload's outcome comes from a rollout, which
+// announced itself: done, or failed with the old generation serving.
+func rolled(err error) bool { return err == nil || errors.Is(err, workers.ErrReloadFailed) }
 
 // state is what survives an upgrade in place: whether the service has
 // started, and whether a reload announced to systemd still awaits READY=1.

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/batonhq/baton/workers"
 )
 
 type recorder struct {
@@ -52,27 +56,31 @@ func TestSignalReloadAnswersAsNotifyReloadRequires(t *testing.T) {
 	if usec, err := strconv.ParseInt(strings.TrimPrefix(sent[0], "RELOADING=1\nMONOTONIC_USEC="), 10, 64); err != nil || usec < before {
 		t.Errorf("MONOTONIC_USEC %q earlier than the signal (%d)", sent[0], before)
 	}
-	if err := n.end(e); err != nil {
+	if err := n.end(e, rolled(errors.New("reload refused: invalid config"))); err != nil {
 		t.Fatal(err)
 	}
 	if sent := rec.take(); len(sent) != 1 || sent[0] != "READY=1" {
 		t.Errorf("end sent %q", sent)
 	}
 
-	// A rollout took over: its own READY=1 ends the reload, once.
-	e, _ = n.begin()
-	_ = n.Send("RELOADING=1\nMONOTONIC_USEC=1")
-	_ = n.Send("READY=1")
-	rec.take()
-	if err := n.end(e); err != nil || len(rec.take()) != 0 {
-		t.Errorf("READY=1 sent twice")
+	// A rollout ran, done or failed: its own READY=1 ends the reload, even
+	// when the supervisor's queue has not sent it yet.
+	for _, err := range []error{nil, fmt.Errorf("reload to generation 3: %w", workers.ErrReloadFailed)} {
+		e, _ = n.begin()
+		rec.take()
+		if err := n.end(e, rolled(err)); err != nil || len(rec.take()) != 0 {
+			t.Errorf("READY=1 sent for a rollout (%v)", err)
+		}
+		_ = n.Send("RELOADING=1\nMONOTONIC_USEC=1")
+		_ = n.Send("READY=1")
+		rec.take()
 	}
 
-	// A rollout that began and has not ended yet keeps the reload open.
+	// Another rollout that began since keeps the reload open.
 	e, _ = n.begin()
 	_ = n.Send("RELOADING=1\nMONOTONIC_USEC=1")
 	rec.take()
-	if err := n.end(e); err != nil || len(rec.take()) != 0 {
+	if err := n.end(e, false); err != nil || len(rec.take()) != 0 {
 		t.Errorf("READY=1 sent during the rollout")
 	}
 	_ = n.Send("READY=1")
@@ -85,7 +93,7 @@ func TestSignalReloadAnswersAsNotifyReloadRequires(t *testing.T) {
 	}
 	m := &reloadNotifier{up: rec}
 	rec.take()
-	if e := m.adopt(true, true); m.end(e) != nil || strings.Join(rec.take(), "|") != "READY=1" {
+	if e := m.adopt(true, true); m.end(e, false) != nil || strings.Join(rec.take(), "|") != "READY=1" {
 		t.Errorf("adopted reload not ended")
 	}
 	if e := m.adopt(true, false); e != 0 {
@@ -93,7 +101,7 @@ func TestSignalReloadAnswersAsNotifyReloadRequires(t *testing.T) {
 	}
 	// Not under systemd: nothing to announce, nothing fails.
 	none := &reloadNotifier{}
-	if e, err := none.begin(); e != 0 || err != nil || none.end(e) != nil || none.Send("READY=1") != nil {
+	if e, err := none.begin(); e != 0 || err != nil || none.end(e, false) != nil || none.Send("READY=1") != nil {
 		t.Errorf("without systemd")
 	}
 }

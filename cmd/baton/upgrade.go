@@ -212,7 +212,7 @@ func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
 // systemd, when a SIGHUP started it (epoch, from reloadNotifier.adopt).
 func (h *controlHandler) finishUpgrade(st *upgradeState, epoch uint64) {
 	msg, err := h.reload(context.Background(), true, "upgrade")
-	if nerr := h.notes.end(epoch); nerr != nil {
+	if nerr := h.notes.end(epoch, rolled(err)); nerr != nil {
 		h.log.WithError(nerr).Warn("cannot tell systemd that the reload ended")
 	}
 	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
