@@ -29,17 +29,22 @@ func firstRuntimeDir() string {
 // (baton started by hand, with no XDG_RUNTIME_DIR) a private temporary
 // directory. After an upgrade in place, the one the previous image had.
 func register(adopted *upgradeState, unit *sdbus.Service, log logrus.FieldLogger) (*control.Registration, error) {
-	if adopted != nil {
-		if adopted.Registration != nil {
-			return adopted.Registration, nil
-		}
-		// Executed by a baton from before the registry.
-		if adopted.RuntimeDir != "" {
-			return &control.Registration{Dir: adopted.RuntimeDir, OwnsDir: adopted.OwnsRuntimeDir}, nil
-		}
-	}
 	pid := os.Getpid()
 	rt := firstRuntimeDir()
+	if adopted != nil {
+		switch {
+		case adopted.Registration != nil:
+			return adopted.Registration, nil
+		case adopted.RuntimeDir != "" && adopted.OwnsRuntimeDir:
+			// Executed by a baton from before the registry, which kept its
+			// sockets in a temporary directory: they stay there.
+			return &control.Registration{Dir: adopted.RuntimeDir, OwnsDir: true, PID: pid}, nil
+		case adopted.RuntimeDir != "":
+			// ... or in systemd's RuntimeDirectory=: registered now, as at
+			// a start, so that a package upgrade leaves it findable.
+			rt = adopted.RuntimeDir
+		}
+	}
 	registry := control.RegistryDir(os.Getenv, os.Geteuid())
 	var name string
 	switch u := ownUnit(unit); {
@@ -53,7 +58,10 @@ func register(adopted *upgradeState, unit *sdbus.Service, log logrus.FieldLogger
 		registry = ""
 	}
 	reg, note, err := control.Register(registry, name, rt, pid)
-	if note != "" {
+	switch {
+	case note != "" && err == nil && reg.Entry != "":
+		log.Warn(note)
+	case note != "":
 		log.Warnf("control socket not registered as %s: %s; baton status and reload need --control", name, note)
 	}
 	if err == nil {

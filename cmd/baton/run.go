@@ -202,7 +202,7 @@ func runCommand(args []string) error {
 	}
 	up.ctl, up.metricsSock, up.reg = ctl, metricsSock, reg
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
-	if published && adopted == nil && reg.Entry != "" {
+	if published && reg.Entry != "" {
 		// Clients find it from now on: by name, by pid, or as the only one.
 		if err := reg.Publish(); err != nil {
 			log.WithError(err).Warn("baton status and reload need --control")

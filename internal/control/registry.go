@@ -111,7 +111,11 @@ func List(dirs []string) []Instance {
 				continue
 			}
 			sock := filepath.Join(entry, SocketName)
-			found = append(found, Instance{Name: e.Name(), PID: pid, Socket: sock, Usable: unix.Access(sock, unix.W_OK) == nil})
+			err := unix.Access(sock, unix.W_OK)
+			if errors.Is(err, unix.ENOENT) {
+				continue // its control socket is elsewhere (--control)
+			}
+			found = append(found, Instance{Name: e.Name(), PID: pid, Socket: sock, Usable: err == nil})
 		}
 		sort.Slice(found, func(i, j int) bool { return found[i].Name < found[j].Name })
 		out = append(out, found...)

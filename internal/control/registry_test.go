@@ -43,6 +43,14 @@ func TestRegistryDirs(t *testing.T) {
 	}
 }
 
+// touch stands in for a control socket.
+func touch(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sleeper is another live process, standing in for another baton.
 func sleeper(t *testing.T) int {
 	t.Helper()
@@ -105,9 +113,7 @@ func TestRegisterFindAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(registry, "myapp", SocketName)
-	if err := os.WriteFile(sock, nil, 0o600); err != nil { // stands in for the socket
-		t.Fatal(err)
-	}
+	touch(t, sock)
 	for _, q := range []Query{
 		{Dirs: dirs}, {Name: "myapp", Dirs: dirs}, {Name: "baton@myapp.service", Dirs: dirs},
 		{Name: strconv.Itoa(self), Dirs: dirs}, {MainPID: self, Dirs: dirs},
@@ -123,6 +129,17 @@ func TestRegisterFindAndClose(t *testing.T) {
 		t.Errorf("unknown pid: %v", err)
 	}
 
+	// Published but its socket elsewhere (--control): not listed.
+	lone := sleeper(t)
+	elsewhere, _, err := Register(registry, "elsewhere", "", lone)
+	if err != nil || elsewhere.Publish() != nil {
+		t.Fatal(err)
+	}
+	defer elsewhere.Close()
+	if got := List(dirs); len(got) != 1 || got[0].Name != "myapp" {
+		t.Errorf("listed: %v", got)
+	}
+
 	// A second baton: no name, no pid, is ambiguous; both are listed.
 	other := sleeper(t)
 	sock2 := fakeEntry(t, registry, "web", other)
@@ -135,9 +152,7 @@ func TestRegisterFindAndClose(t *testing.T) {
 	}
 	// ExecReload= of a unit with RuntimeDirectory= uses its own.
 	rt := t.TempDir()
-	if err := os.WriteFile(filepath.Join(rt, SocketName), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	touch(t, filepath.Join(rt, SocketName))
 	if got, err := Find(Query{RuntimeDir: rt, MainPID: other, Dirs: dirs}); got != filepath.Join(rt, SocketName) || err != nil {
 		t.Errorf("by RUNTIME_DIRECTORY: %q %v", got, err)
 	}
@@ -169,6 +184,7 @@ func TestRegisterWithRuntimeDirectory(t *testing.T) {
 	if err := reg.Publish(); err != nil {
 		t.Fatal(err)
 	}
+	touch(t, filepath.Join(rt, SocketName))
 	if got, err := Find(Query{Name: "myapp", Dirs: []string{registry}}); got != filepath.Join(rt, SocketName) || err != nil {
 		t.Errorf("%q %v", got, err)
 	}
@@ -194,6 +210,7 @@ func TestRegisterWithRuntimeDirectory(t *testing.T) {
 	if err := reg.Publish(); err != nil {
 		t.Fatal(err)
 	}
+	touch(t, filepath.Join(elsewhere, SocketName))
 	if got, err := Find(Query{Name: "web", Dirs: []string{registry}}); got != filepath.Join(registry, "web", SocketName) || err != nil {
 		t.Errorf("%q %v", got, err)
 	}
