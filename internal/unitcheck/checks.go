@@ -57,7 +57,7 @@ func Check(c *config.Config, s *sdbus.Service) []Finding {
 	}
 	switch {
 	case s.Type == "notify-reload" && s.ExecReload:
-		add(Error, "Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, two reloads for one (the second queued behind the first)", "Type=notify")
+		add(Warning, "Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, so every reload rolls the workers twice (the second queued behind the first)", "Type=notify")
 	case s.Type == "notify-reload":
 		// systemd 253-257 (and later) end a signalled reload with READY=1
 		// whatever became of it: only a timeout fails one.

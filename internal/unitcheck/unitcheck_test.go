@@ -105,7 +105,7 @@ func TestNotifyReload(t *testing.T) {
 		want string
 	}{
 		{unit(false, 1), "warning: Type=notify-reload: systemd cannot hear that a reload failed, so systemctl reload exits 0 when baton refuses the config or the new generation does not boot (the old one keeps serving; the log says why); set Type=notify and ExecReload=/usr/bin/baton reload --wait in [Service]"},
-		{unit(true, 1), "error: Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, two reloads for one (the second queued behind the first); set Type=notify in [Service]"},
+		{unit(true, 1), "warning: Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, so every reload rolls the workers twice (the second queued behind the first); set Type=notify in [Service]"},
 		{unit(false, 12), "warning: Type=notify-reload: systemd cannot hear that a reload failed, so systemctl reload exits 0 when baton refuses the config or the new generation does not boot (the old one keeps serving; the log says why); set Type=notify and ExecReload=/usr/bin/baton reload --wait in [Service]\n" +
 			"error: ReloadSignal=SIGUSR2: baton reloads on SIGHUP only (SIGUSR2 upgrades it in place, SIGTTIN and SIGTTOU scale it); set ReloadSignal=SIGHUP in [Service]"},
 	} {
