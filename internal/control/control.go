@@ -92,9 +92,18 @@ type Server struct {
 	OnError func(error)
 }
 
+// ErrInUse says a live process listens on the control socket's path.
+var ErrInUse = errors.New("another process listens there")
+
 // Listen creates the control socket at path.
 func Listen(path string, h Handler) (*Server, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		// Another baton's socket is never taken over: only one nobody
+		// listens on any more is stale.
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: %w", path, ErrInUse)
+		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale control socket: %w", err)
 		}
