@@ -442,3 +442,60 @@ func TestRolloutHoldsTheCanaryForSettleTime(t *testing.T) {
 		t.Errorf("gen %d rollout %+v: want a rollback to generation 1", m.s.gen, m.s.rollout)
 	}
 }
+
+func TestReloadIsAnnouncedOnlyOnceStartedAndExtendedWhileItRuns(t *testing.T) {
+	m := newMachine(t, &config.Config{Workers: 1, BootTimeout: 10 * time.Minute})
+	cfg := &config.Config{Workers: 1, Command: []string{"/bin/app2"}, BootTimeout: 10 * time.Minute}
+	if err := cfg.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	// Before the pool ever said READY=1: no RELOADING=1, no READY=1 at its
+	// end, which systemd would take for the start.
+	m.s.handle(&reloadRequest{cfg: cfg, reason: "early", waiters: []chan error{make(chan error, 1)}})
+	if m.up.has("RELOADING=1") {
+		t.Fatalf("a reload before the start was announced: %v", m.up.msgs)
+	}
+	m.exit(m.s.slots[0].next, 1)
+	if m.up.has("READY=1") {
+		t.Fatalf("a failed early reload sent READY=1: %v", m.up.msgs)
+	}
+	// Started: a reload is announced and its timeout extended while it
+	// runs (a slow boot), then READY=1 ends it.
+	m.advance(backoff(1))
+	m.notify(m.slotWorker(1), "READY=1")
+	if !m.up.has("READY=1") {
+		t.Fatal("no start")
+	}
+	m.up.msgs = nil
+	reply := make(chan error, 1)
+	m.s.handle(&reloadRequest{cfg: cfg, reason: "late", waiters: []chan error{reply}})
+	m.advance(0)
+	if !m.up.has("RELOADING=1\nMONOTONIC_USEC=") || !m.up.has("EXTEND_TIMEOUT_USEC=30000000") {
+		t.Fatalf("upward %q", m.up.msgs)
+	}
+	m.up.msgs = nil
+	m.advance(time.Minute)
+	if !m.up.has("EXTEND_TIMEOUT_USEC=30000000") {
+		t.Fatalf("no extension while the new worker boots: %q", m.up.msgs)
+	}
+	m.exit(m.s.slots[0].next, 1)
+	if err := <-reply; err == nil || !m.up.has("READY=1") {
+		t.Fatalf("reload %v, upward %q", err, m.up.msgs)
+	}
+	m.up.msgs = nil
+	m.advance(time.Minute)
+	if m.up.has("EXTEND_TIMEOUT_USEC") {
+		t.Errorf("extensions after the reload ended: %q", m.up.msgs)
+	}
+}
+
+func TestRefusedReloadShowsInStatus(t *testing.T) {
+	m := newMachine(t, &config.Config{Workers: 1})
+	m.s.handle(refusedEvent{errors.New("app.toml:3:1: workerz: unknown key")})
+	if line := m.s.statusLine(); !strings.Contains(line, "last reload failed: refused: app.toml:3:1: workerz: unknown key") {
+		t.Errorf("status %q", line)
+	}
+	if snap := m.s.snapshot(); len(snap.Reloads) != 1 || snap.ReloadsFailed != 1 {
+		t.Errorf("reloads %+v", snap.Reloads)
+	}
+}

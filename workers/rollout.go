@@ -42,6 +42,8 @@ type rollout struct {
 	waiters  []chan error
 	reason   string // why it was started, for the log
 	alarm    alarm
+	// announced: RELOADING=1 went to systemd, READY=1 must follow.
+	announced bool
 }
 
 type rolloutPhase int
@@ -171,8 +173,15 @@ func (s *Supervisor) startRollout(req *reloadRequest) {
 	s.rollout = r
 	s.statusDirty = true
 	// systemd 252 with ExecReload= and Type=notify-reload (253+) both
-	// understand this pair; READY=1 follows when the rollout ends.
-	s.sendUp(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	// understand this pair; READY=1 follows when the rollout ends. Not
+	// before the service has started: its READY=1 would count as the
+	// start. While it runs, the reload's timeout (TimeoutStartSec=) is
+	// extended, as a stop's is: a rollout of many workers takes its time.
+	if s.sentReady {
+		r.announced = true
+		s.sendUp(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+		s.arm(&s.reloadExtendAlarm, s.now())
+	}
 	s.log.WithField("generation", r.gen).Infof("reload (%s): rolling generation %d to generation %d, %d workers, surge %d, settle-time %s", req.reason, r.from, r.gen, req.cfg.Workers, req.cfg.Surge, req.cfg.SettleTime)
 	s.rolloutStep()
 }
@@ -345,7 +354,7 @@ func (s *Supervisor) rolloutFailed(cause error) {
 	for _, c := range r.waiters {
 		c <- err
 	}
-	s.sendUp("READY=1")
+	s.endReload(r)
 	// Slots already handed to the failed generation go back to the old
 	// one: empty ones respawn it at once, live ones are replaced like in
 	// any rollout. Slots the failed rollout added (scale up) go.
@@ -399,10 +408,57 @@ func (s *Supervisor) finishRollout(r *rollout) {
 	for _, c := range r.waiters {
 		c <- nil
 	}
-	s.sendUp("READY=1")
+	s.endReload(r)
 	s.recycleStep()
 	s.startQueued()
 }
+
+// reloadExtend is how much more time each EXTEND_TIMEOUT_USEC= asks for
+// while a rollout runs; it is sent every third of that.
+const reloadExtend = 30 * time.Second
+
+// extendReload keeps systemd from timing out a reload that progresses.
+func (s *Supervisor) extendReload(now time.Time) {
+	if r := s.rollout; r == nil || r.rollback || !r.announced {
+		return
+	}
+	s.sendUp(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", reloadExtend.Microseconds()))
+	s.arm(&s.reloadExtendAlarm, now.Add(reloadExtend/3))
+}
+
+// endReload tells systemd a reload it was told of is over.
+func (s *Supervisor) endReload(r *rollout) {
+	s.disarm(&s.reloadExtendAlarm)
+	if r.announced {
+		s.sendUp("READY=1")
+	}
+}
+
+// ReloadRefused records a reload refused before it reached the pool (an
+// invalid config, a command that cannot be executed), so that STATUS= and
+// baton status say so, as they do for a rollout that failed.
+func (s *Supervisor) ReloadRefused(err error) { s.send(refusedEvent{err}) }
+
+type refusedEvent struct{ err error }
+
+func (s *Supervisor) refused(err error) {
+	s.lastGen++
+	res := ReloadResult{Generation: s.lastGen, Started: s.now(), Err: "refused: " + err.Error()}
+	s.lastReloadErr = res.Err
+	s.reloads = append(s.reloads, res)
+	if len(s.reloads) > 10 {
+		s.reloads = s.reloads[1:]
+	}
+	s.reloadsFailed++
+	s.statusDirty = true
+}
+
+// NotifyUp sends state to systemd behind what the supervisor queued
+// already, so that cmd/baton's own messages keep their order with the
+// supervisor's.
+func (s *Supervisor) NotifyUp(state string) { s.send(upEvent(state)) }
+
+type upEvent string
 
 func (s *Supervisor) record(r *rollout, err error) {
 	res := ReloadResult{Generation: r.gen, Started: r.started, Duration: s.now().Sub(r.started)}

@@ -142,6 +142,7 @@ type Supervisor struct {
 	pingAlarm, extendAlarm   alarm
 	memAlarm, statusAlarm    alarm
 	drainAlarm               alarm
+	reloadExtendAlarm        alarm
 	gen, lastGen             int
 	slots                    []*slot
 	byPID                    map[int]*worker
@@ -253,6 +254,7 @@ func New(o Options) (*Supervisor, error) {
 	s.memAlarm = newAlarm(s.pollMemory)
 	s.statusAlarm = newAlarm(func(time.Time) {})
 	s.drainAlarm = newAlarm(func(time.Time) { s.beginStop(Graceful) })
+	s.reloadExtendAlarm = newAlarm(s.extendReload)
 	s.hold(s.sockets)
 	for i := 1; i <= s.cfg.Workers; i++ {
 		s.slots = append(s.slots, s.newSlot(i, s.gen, s.cfg, s.sockets))
@@ -401,6 +403,10 @@ func (s *Supervisor) handle(ev any) {
 		ev.reply <- s.scale(ev.delta)
 	case handoffRequest:
 		s.handoff(ev)
+	case refusedEvent:
+		s.refused(ev.err)
+	case upEvent:
+		s.sendUp(string(ev))
 	}
 }
 

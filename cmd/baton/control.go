@@ -58,6 +58,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 		// log, which is where an operator looks when SIGHUP was used: in
 		// the message itself, which is what journalctl shows.
 		h.log.Errorf("reload (%s) refused: invalid config or worker command, nothing changed: %v", what, err)
+		h.sup.ReloadRefused(err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -77,6 +78,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
 		h.log.Errorf("reload (%s) refused, nothing changed: %v", what, err)
+		h.sup.ReloadRefused(err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	h.prepareLimits(cfg)
