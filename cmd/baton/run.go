@@ -190,7 +190,9 @@ func runCommand(args []string) error {
 			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
 		}
 		log.Infof("metrics on %s (%s) at /metrics", metricsSock.Name, metricsSock.Addr)
-		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
+		go func() {
+			metricsDone <- metrics.Serve(ctx, l, h, func(err error) { log.WithError(err).Warn("metrics socket") })
+		}()
 	} else {
 		metricsDone <- nil
 	}

@@ -34,6 +34,7 @@ type file struct {
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
+	WorkerControl   *bool                 `toml:"worker-control"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -142,6 +143,9 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("metrics-socket", err)
 		}
 		c.MetricsSocket = *f.MetricsSocket
+	}
+	if f.WorkerControl != nil {
+		c.WorkerControl = *f.WorkerControl
 	}
 	if f.MaxMemory != nil {
 		n, err := ParseSize(*f.MaxMemory)

@@ -29,6 +29,7 @@ type Flags struct {
 	maxLifetime     string
 	maxMemory       string
 	metricsSocket   string
+	workerControl   bool
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -49,6 +50,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.IntVar(&f.surge, "surge", 0, "new workers booting at once during a reload or recycling (default 1)")
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this long, less up to 10% jitter (default infinity)")
 	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
+	fs.BoolVar(&f.workerControl, "worker-control", false, "let workers (and what they start) use the control socket (default false: refused)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds this, e.g. 512MiB (default: no limit)")
 	return f
 }
@@ -101,6 +103,9 @@ func (f *Flags) apply(c *Config) error {
 			return &Error{Key: "--metrics-socket", Err: err}
 		}
 		c.MetricsSocket = f.metricsSocket
+	}
+	if changed("worker-control") {
+		c.WorkerControl = f.workerControl
 	}
 	if changed("max-memory") {
 		n, err := ParseSize(f.maxMemory)
@@ -255,11 +260,11 @@ func (c *Config) Finish() error {
 	for i := range c.Sockets {
 		s := &c.Sockets[i]
 		if prev, dup := seen[s.Name]; dup {
-			return fmt.Errorf("%s: socket %q is already defined at %s", s.where, s.Name, prev)
+			return c.socketError(s, fmt.Errorf("socket %q is already defined at %s", s.Name, prev))
 		}
 		seen[s.Name] = s.where
 		if prev, dup := addrs[s.Address]; dup {
-			return fmt.Errorf("%s: address %s is already used at %s", s.where, s.Address, prev)
+			return c.socketError(s, fmt.Errorf("address %s is already used at %s", s.Address, prev))
 		}
 		addrs[s.Address] = s.where
 		if s.Backlog == 0 {
@@ -270,4 +275,14 @@ func (c *Config) Finish() error {
 		}
 	}
 	return nil
+}
+
+// socketError is an error about socket s: at its table in the file, or
+// named by the flag that set it.
+func (c *Config) socketError(s *Socket, err error) error {
+	key := "sockets." + s.Name
+	if p, ok := c.pos[key]; ok && p.Line > 0 && s.where == p.String(c.Path) {
+		return &Error{File: c.Path, Line: p.Line, Column: p.Column, Key: key, Err: err}
+	}
+	return &Error{Key: s.where, Err: err}
 }
