@@ -16,6 +16,7 @@ import (
 	"github.com/batonhq/baton/internal/accept"
 	"github.com/batonhq/baton/internal/fdutil"
 	"github.com/batonhq/baton/internal/logging"
+	"github.com/batonhq/baton/internal/printable"
 	"github.com/batonhq/baton/internal/unixsock"
 	"golang.org/x/sys/unix"
 )
@@ -419,8 +420,11 @@ func roundTrip(ctx context.Context, path string, req Request) (*Response, error)
 		}
 		return nil, fmt.Errorf("read answer from baton: %w", err)
 	}
+	// What baton answers may quote workers (a STATUS= in a reload error):
+	// it reaches the caller's terminal escaped.
+	resp.Message = printable.EscapeLines(resp.Message)
 	if !resp.OK {
-		return nil, errors.New(resp.Error)
+		return nil, errors.New(printable.EscapeLines(resp.Error))
 	}
 	return &resp, nil
 }
