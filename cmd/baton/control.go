@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/batonhq/baton/activation"
@@ -27,6 +28,8 @@ type controlHandler struct {
 	// metricsSocket is the name of the socket baton serves metrics on.
 	metricsSocket string
 	up            *upgrader
+	// workerControl is the config's worker-control, as of the last reload.
+	workerControl atomic.Bool
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
@@ -68,6 +71,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) 
 		h.log.WithError(err).Error("reload refused; nothing changed")
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
+	h.workerControl.Store(cfg.WorkerControl)
 	if !wait {
 		go func() {
 			if err := h.sup.Reload(context.Background(), cfg, set, "control"); err != nil && errors.Is(err, workers.ErrNotDelivered) {

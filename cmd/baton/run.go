@@ -27,6 +27,18 @@ import (
 )
 
 func runCommand(args []string) error {
+	// A closed stdout or stderr (the reader of a log pipe died) must make
+	// writes fail with EPIPE, not kill baton and orphan its workers. Go
+	// kills a program on EPIPE at fd 1 or 2 unless SIGPIPE is notified.
+	// Notify, never signal.Ignore: an ignored disposition survives execve
+	// into every worker, where a handled one is reset to the default.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	defer func() { signal.Stop(pipes); close(pipes) }()
+	go func() {
+		for range pipes {
+		}
+	}()
 	fs := pflag.NewFlagSet("baton run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after the program is its own
 	fs.Usage = func() {
@@ -173,6 +185,8 @@ func runCommand(args []string) error {
 	// After an exec in place the new image owns the runtime directory; a
 	// failed one leaves this process owning it still.
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
+	handler.workerControl.Store(cfg.WorkerControl)
+	ctl.IsWorker, ctl.AllowWorkers = workerCheck(), handler.workerControl.Load
 	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)

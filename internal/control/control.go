@@ -330,6 +330,13 @@ func (s *Server) checkPeer(c syscall.Conn) error {
 	if s.IsWorker == nil || (s.AllowWorkers != nil && s.AllowWorkers()) {
 		return nil
 	}
+	// Root is beyond what baton defends against, and an unprivileged
+	// baton's workers cannot become root (the shipped unit sets
+	// NoNewPrivileges=); its processes may also be hidden from baton
+	// (ProtectProc=invisible), so that they could not be looked up.
+	if cred.Uid == 0 && os.Geteuid() != 0 {
+		return nil
+	}
 	worker, err := s.IsWorker(int(cred.Pid))
 	if err != nil {
 		return fmt.Errorf("%w: pid %d: cannot tell whether it is one of baton's workers: %w", ErrRefused, cred.Pid, err)

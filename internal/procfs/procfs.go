@@ -36,6 +36,20 @@ func Parent(pid int) int {
 	return pp
 }
 
+// Session returns pid's session id (proc(5), field 6), or -1 when pid is
+// gone or hidden.
+func Session(pid int) int {
+	f := stat(pid)
+	if len(f) < 4 {
+		return -1
+	}
+	sid, err := strconv.Atoi(f[3])
+	if err != nil {
+		return -1
+	}
+	return sid
+}
+
 // Alive reports whether pid exists and is not a zombie.
 func Alive(pid int) bool {
 	f := stat(pid)
