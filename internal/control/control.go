@@ -203,6 +203,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 	// A refused peer's request is read all the same: the log says what it
 	// asked for, and it gets its answer rather than a reset connection.
 	req, err := readRequest(c)
+	if errors.Is(err, io.EOF) && peerErr == nil {
+		return nil
+	}
 	if peerErr != nil {
 		if req != nil {
 			peerErr = fmt.Errorf("%w (it asked for %s)", peerErr, req)
@@ -269,6 +272,10 @@ func readRequest(r io.Reader) (*Request, error) {
 			continue
 		}
 		if errors.Is(err, io.EOF) {
+			if len(line) == 0 {
+				// Closed without a word: a probe, such as unixsock.Live.
+				return nil, io.EOF
+			}
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("%w: %w after %d bytes", ErrBadRequest, err, len(line))
