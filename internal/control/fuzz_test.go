@@ -129,3 +129,35 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// A client sending 2,000 MiB costs the server 64 KiB of reading: it stops
+// at the limit and answers.
+func TestServerReadsAtMostTheLimit(t *testing.T) {
+	s := &Server{h: fakeHandler{}, OnError: func(error) {}}
+	srv, cli := socketpair(t)
+	defer cli.Close()
+	sc := &counted{UnixConn: srv}
+	done := make(chan error, 1)
+	go func() { done <- s.serveConn(context.Background(), sc) }()
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for i := 0; i < 2000; i++ {
+			if _, err := cli.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	if err := cli.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(cli).ReadBytes('\n')
+	if err != nil || !bytes.Contains(line, []byte("larger than 65536 bytes")) {
+		t.Errorf("answer %q %v", line, err)
+	}
+	if err := <-done; !errors.Is(err, ErrBadRequest) {
+		t.Errorf("serveConn: %v", err)
+	}
+	if n := sc.n.Load(); n > MaxRequestSize+1 {
+		t.Errorf("read %d bytes of the request", n)
+	}
+}
