@@ -158,7 +158,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	onError := s.OnError
 	connErr := logging.Limit(10, 10*time.Second, onError)
 	acceptErr := logging.Limit(10, 10*time.Second, func(err error) {
-		onError(fmt.Errorf("control socket %s: accept: %w", s.path, err))
+		onError(fmt.Errorf("control socket: %w", err))
 	})
 	l := accept.New(s.l, MaxConns, acceptErr)
 	stop := context.AfterFunc(ctx, func() { l.Close() })

@@ -128,7 +128,7 @@ const (
 // limited rate.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, report func(error)) error {
 	report = logging.Limit(10, 10*time.Second, report)
-	al := accept.New(l, MaxConns, func(err error) { report(fmt.Errorf("metrics: accept: %w", err)) })
+	al := accept.New(l, MaxConns, func(err error) { report(fmt.Errorf("metrics: %w", err)) })
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
