@@ -180,4 +180,3 @@ func scrapeWithin(url string, timeout time.Duration) error {
 func sleeper(extra ...string) opts {
 	return opts{args: append([]string{"--readiness", "exec"}, extra...), command: []string{"/bin/sleep", "infinity"}}
 }
-
