@@ -13,15 +13,12 @@ import (
 )
 
 // Datagram is one received notification with the sender's kernel-verified
-// credentials. FDs are the descriptors passed with it that a receiver needs
-// (BARRIER=1's one); the receiver owns them and must close them (Close
-// does). Discarded counts the others, closed on receipt: this end of the
-// protocol keeps no fd store (FDSTORE=1).
+// credentials. FDs are the descriptors passed with it; the receiver owns them
+// and must close them (Close does).
 type Datagram struct {
 	PID, UID, GID int
 	Message       *Message
 	FDs           []int
-	Discarded     int
 }
 
 // Close closes every fd that came with the datagram. systemd closes a
@@ -183,19 +180,5 @@ func (l *Listener) Receive() (*Datagram, error) {
 		return drop(err.Error())
 	}
 	d.Message = msg
-	// Only BARRIER=1 needs an fd, and only one. The rest are closed now,
-	// not after the datagram waited in a queue, so that a sender passing
-	// fds in bulk costs the receiver at most one fd per queued datagram.
-	keep := 0
-	if msg.Barrier {
-		keep = 1
-	}
-	if len(d.FDs) > keep {
-		extra := &Datagram{FDs: d.FDs[keep:]}
-		d.FDs, d.Discarded = d.FDs[:keep], len(extra.FDs)
-		if err := extra.Close(); err != nil {
-			return drop(err.Error())
-		}
-	}
 	return d, nil
 }
