@@ -9,19 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func (l *load) refused() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, e := range l.errs {
-		if strings.Contains(e, "connection refused") {
-			n++
-		}
-	}
-	return n
-}
+	"github.com/batonhq/baton/bench/load"
+)
 
 // baton binds its own socket (no .socket unit) and keeps it in systemd's fd
 // store: restarts and crashes refuse no connection.
@@ -43,16 +33,15 @@ func TestFDStoreKeepsSelfBoundSocketsAcrossRestartsAndCrashes(t *testing.T) {
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 
-	l := startLoad(url, 8)
+	l := startLoad(t, url, 8)
 	pids := map[string]bool{s.show("MainPID"): true}
 	for i := 0; i < 3; i++ {
-		l.waitServed(t, 200)
+		l.waitServed(200)
 		s.systemctl("restart", s.name+".service")
 		pids[s.show("MainPID")] = true
 	}
-	l.waitServed(t, 200)
-	l.finish(t)
-	t.Logf("%d requests across 3 restarts, %d failed, %d refused", l.ok.Load()+l.failed.Load(), l.failed.Load(), l.refused())
+	l.waitServed(200)
+	t.Logf("across 3 restarts: %s", l.finish().Summary())
 	if len(pids) != 4 {
 		t.Errorf("main pids %v: want a new baton per restart", pids)
 	}
@@ -62,8 +51,8 @@ func TestFDStoreKeepsSelfBoundSocketsAcrossRestartsAndCrashes(t *testing.T) {
 
 	// kill -9: requests in flight on the killed workers may fail; no
 	// connection is refused.
-	l = startLoad(url, 8)
-	l.waitServed(t, 200)
+	l = startLoad(t, url, 8)
+	l.waitServed(200)
 	old := s.show("MainPID")
 	pid, _ := strconv.Atoi(old)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -73,12 +62,12 @@ func TestFDStoreKeepsSelfBoundSocketsAcrossRestartsAndCrashes(t *testing.T) {
 		p := s.show("MainPID")
 		return p != old && p != "0" && s.show("ActiveState") == "active"
 	})
-	l.waitServed(t, 200)
-	close(l.stop)
-	<-l.done
-	t.Logf("kill -9: %d requests, %d failed, %d refused", l.ok.Load()+l.failed.Load(), l.failed.Load(), l.refused())
-	if r := l.refused(); r > 0 {
-		t.Errorf("%d connections refused around kill -9", r)
+	l.served(200)
+	res := l.Stop()
+	sum := res.Summary()
+	t.Logf("kill -9: %s", sum)
+	if n := sum.ByKind[load.Refused]; n > 0 {
+		t.Errorf("%d connections refused around kill -9:\n%s", n, failures(res, 20))
 	}
 	if n := s.show("NFileDescriptorStore"); n != "1" {
 		t.Errorf("NFileDescriptorStore=%s after the crash", n)

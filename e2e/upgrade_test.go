@@ -94,13 +94,12 @@ func TestSelfUpgradeInPlaceUnderLoad(t *testing.T) {
 	mainPID := s.show("MainPID")
 	fdsBefore := countFDs(t, mainPID)
 
-	l := startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port), 8)
-	l.waitServed(t, 200)
+	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 8)
+	l.waitServed(200)
 	install(t, v2, bin)
 	s.systemctl("reload", s.name+".service")
-	l.waitServed(t, 200)
-	l.finish(t)
-	t.Logf("%d requests across the upgrade, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+	l.waitServed(200)
+	t.Logf("across the upgrade: %s", l.finish().Summary())
 	v, pid := runningVersion(t, control)
 	if !strings.HasPrefix(v, "baton e2e-2 ") || fmt.Sprint(pid) != mainPID || s.show("MainPID") != mainPID {
 		t.Errorf("after upgrade: version %q pid %d, main pid %s (was %s)", v, pid, s.show("MainPID"), mainPID)

@@ -1,20 +1,22 @@
 package packaging
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/bench/load"
 )
 
 // rootCache is where the Debian 12 root is kept between runs on a machine;
@@ -23,58 +25,58 @@ const rootCache = "/var/cache/baton-test/bookworm"
 
 func init() {
 	// Re-executed inside the container's network namespace as the load
-	// generator: BATON_PKG_LOAD=URL. It prints "progress N" every 500
-	// successful requests and stops when its stdin closes.
+	// generator: BATON_PKG_LOAD=URL. It prints "progress OK FAILED" as
+	// requests complete, and its outcome as JSON when its stdin closes.
 	if url := os.Getenv("BATON_PKG_LOAD"); url != "" {
 		os.Exit(loadMain(url))
 	}
 }
 
+// loadOutcome is what the in-namespace load reports when it stops.
+type loadOutcome struct {
+	OK, Failed int
+	Summary    string
+	Failures   []string
+}
+
 func loadMain(url string) int {
-	var ok, failed atomic.Int64
-	var first atomic.Value
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	stop := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(stop)
+		cancel()
 	}()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get(url)
-				if err == nil {
-					_, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					first.CompareAndSwap(nil, err.Error())
-				} else if n := ok.Add(1); n%500 == 0 {
-					mu.Lock()
-					fmt.Printf("progress %d\n", n)
-					mu.Unlock()
-				}
-			}
-		}()
+	l, err := load.Start(ctx, load.Options{URL: url, Clients: 8})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	wg.Wait()
-	e, _ := first.Load().(string)
-	mu.Lock()
-	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"ok": ok.Load(), "failed": failed.Load(), "first": e})
-	mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last int64 = -1
+	for ctx.Err() == nil {
+		if ok, failed := l.OK(), l.Failed(); ok+failed != last {
+			fmt.Printf("progress %d %d\n", ok, failed)
+			last = ok + failed
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	r := l.Wait()
+	s := r.Summary()
+	out := loadOutcome{OK: s.OK, Failed: s.Failed, Summary: s.String()}
+	for i, x := range r.Failures() {
+		if i == 20 {
+			out.Failures = append(out.Failures, fmt.Sprintf("... and %d more", s.Failed-i))
+			break
+		}
+		out.Failures = append(out.Failures, x.String())
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }
 
@@ -194,13 +196,14 @@ func (c *container) must(args ...string) string {
 	return out
 }
 
-// loadRun is a load generator running inside the container's network.
+// loadRun is the load generator running inside the container's network.
 type loadRun struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
-	progress chan int64
-	result   chan string
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	ok     atomic.Int64
+	failed atomic.Int64
+	result chan string
 }
 
 // startLoad drives url inside the container's network until finish.
@@ -208,6 +211,7 @@ func (c *container) startLoad(url string) *loadRun {
 	c.t.Helper()
 	cmd := exec.Command("nsenter", "-t", strconv.Itoa(c.pid1), "-n", os.Args[0])
 	cmd.Env = append(os.Environ(), "BATON_PKG_LOAD="+url)
+	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -219,61 +223,55 @@ func (c *container) startLoad(url string) *loadRun {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	l := &loadRun{t: c.t, cmd: cmd, stdin: stdin, progress: make(chan int64, 1024), result: make(chan string, 1)}
+	l := &loadRun{t: c.t, cmd: cmd, stdin: stdin, result: make(chan string, 1)}
 	go func() {
-		b, _ := io.ReadAll(io.TeeReader(stdout, progressWriter{l.progress}))
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		l.result <- lines[len(lines)-1]
-	}()
-	return l
-}
-
-type progressWriter struct{ ch chan int64 }
-
-func (p progressWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.Split(string(b), "\n") {
-		var n int64
-		if _, err := fmt.Sscanf(line, "progress %d", &n); err == nil {
-			select {
-			case p.ch <- n:
-			default:
+		var last string
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			last = sc.Text()
+			var ok, failed int64
+			if _, err := fmt.Sscanf(last, "progress %d %d", &ok, &failed); err == nil {
+				l.ok.Store(ok)
+				l.failed.Store(failed)
 			}
 		}
-	}
-	return len(b), nil
+		l.result <- last
+	}()
+	return l
 }
 
 // served waits until n more requests have succeeded.
 func (l *loadRun) served(n int64) {
 	l.t.Helper()
-	var seen int64
-	deadline := time.After(60 * time.Second)
-	for seen < n {
-		select {
-		case <-l.progress:
-			seen += 500
-		case <-deadline:
-			l.t.Fatalf("the load stalled after %d requests", seen)
+	target := l.ok.Load() + n
+	deadline := time.Now().Add(60 * time.Second)
+	for l.ok.Load() < target {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("the load stalled at %d requests, %d failed", l.ok.Load(), l.failed.Load())
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// finish stops the load and returns its counts.
-func (l *loadRun) finish() (ok, failed int64, first string) {
+// finish stops the load and returns its outcome.
+func (l *loadRun) finish() loadOutcome {
 	l.t.Helper()
 	l.stdin.Close()
 	line := <-l.result
 	if err := l.cmd.Wait(); err != nil {
 		l.t.Fatalf("load: %v", err)
 	}
-	var r struct {
-		OK, Failed int64
-		First      string
-	}
+	var r loadOutcome
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		l.t.Fatalf("load output %q: %v", line, err)
 	}
-	return r.OK, r.Failed, r.First
+	return r
+}
+
+// String is the outcome for a failure message: the summary, then each
+// failed request.
+func (r loadOutcome) String() string {
+	return strings.Join(append([]string{r.Summary}, r.Failures...), "\n")
 }
 
 func (c *container) stop() {
@@ -339,8 +337,8 @@ func TestDebInBootedDebian(t *testing.T) {
 	url := "http://127.0.0.1:8080/"
 	l := c.startLoad(url)
 	l.served(500)
-	if ok, failed, first := l.finish(); ok == 0 || failed > 0 {
-		t.Fatalf("serving: %d ok, %d failed (%s)\n%s", ok, failed, first, c.must("systemctl", "status", "baton@demo.service", "--no-pager"))
+	if r := l.finish(); r.OK == 0 || r.Failed > 0 {
+		t.Fatalf("serving: %s\n%s", r, c.must("systemctl", "status", "baton@demo.service", "--no-pager"))
 	}
 	if n := strings.TrimSpace(c.must("systemctl", "show", "-p", "NFileDescriptorStore", "--value", "baton@demo.service")); n != "1" {
 		t.Errorf("NFileDescriptorStore=%s, want the admin socket there", n)
@@ -350,8 +348,8 @@ func TestDebInBootedDebian(t *testing.T) {
 	l.served(1000)
 	c.must("systemctl", "restart", "baton@demo.service")
 	l.served(1000)
-	if ok, failed, first := l.finish(); failed > 0 {
-		t.Errorf("restart with the fd store: %d ok, %d failed (%s)", ok, failed, first)
+	if r := l.finish(); r.Failed > 0 {
+		t.Errorf("restart with the fd store: %s", r)
 	}
 	pid := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service"))
 	if st := strings.TrimSpace(c.must("systemctl", "show", "-p", "StatusText", "--value", "baton@demo.service")); st != "2/2 workers ready, generation 1" {
@@ -364,10 +362,10 @@ func TestDebInBootedDebian(t *testing.T) {
 	l.served(2000)
 	c.must("dpkg", "-i", "/root/baton_0.2.0.deb")
 	l.served(2000)
-	ok, failed, first := l.finish()
-	t.Logf("upgrade under load: %d ok, %d failed", ok, failed)
-	if failed > 0 {
-		t.Errorf("upgrade under load: %d ok, %d failed (%s)", ok, failed, first)
+	r := l.finish()
+	t.Logf("upgrade under load: %s", r.Summary)
+	if r.Failed > 0 {
+		t.Errorf("upgrade under load: %s", r)
 	}
 	if now := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service")); now != pid {
 		t.Errorf("main pid %s became %s: the upgrade restarted baton", pid, now)

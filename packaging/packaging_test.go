@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,7 @@ func TestPackageContents(t *testing.T) {
 	want := []string{
 		"/usr/bin/baton", "/usr/lib/systemd/system/baton@.service", "/usr/lib/systemd/system/baton@.socket",
 		"/etc/baton/example.toml", "/usr/share/man/man8/baton.8.gz",
+		"/usr/share/doc/baton/README.md", "/usr/share/doc/baton/protocol.md",
 	}
 	debList, err := run(t, "dpkg-deb", "-c", deb)
 	if err != nil {
@@ -172,5 +174,81 @@ exit $rc
 				t.Errorf("%%postun %s called systemctl with:\n%s", arg, calls)
 			}
 		})
+	}
+}
+
+// changelogs returns the top of the .deb's changelog.Debian.gz and of the
+// .rpm's %changelog.
+func changelogs(t *testing.T, deb, rpm string) (string, string) {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$0" | tar -xO ./usr/share/doc/baton/changelog.Debian.gz | gzip -d`, deb).CombinedOutput()
+	if err != nil {
+		t.Fatalf("deb changelog: %v\n%s", err, out)
+	}
+	rpmLog, err := run(t, "rpm", "-qp", "--changelog", rpm)
+	if err != nil {
+		t.Fatalf("rpm changelog: %v\n%s", err, rpmLog)
+	}
+	return string(out), rpmLog
+}
+
+// A released version's packages carry packaging/changelog.yml as it is.
+func TestReleasedVersionChangelog(t *testing.T) {
+	debLog, rpmLog := changelogs(t, deb, rpm)
+	if !strings.HasPrefix(debLog, "baton ("+version+"-1) unstable; urgency=medium\n  * First release.\n") {
+		t.Errorf("deb changelog:\n%s", debLog)
+	}
+	if first, _, _ := strings.Cut(rpmLog, "\n"); !strings.HasSuffix(first, " - "+version+"-1") {
+		t.Errorf("rpm changelog:\n%s", rpmLog)
+	}
+}
+
+// VERSION=x packaging/build for a version packaging/changelog.yml does not
+// know writes a changelog entry for it at the top of both packages'
+// changelogs, naming the commit, above the released entries; lintian and
+// rpmlint stay clean.
+func TestBuildWritesAChangelogEntryForVERSION(t *testing.T) {
+	const v = "0.1.1~test1"
+	build := exec.Command("./packaging/build")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "VERSION="+v)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", v, err, out)
+	}
+	vDeb := filepath.Join("..", "dist", "baton_"+v+"-1_amd64.deb")
+	vRPM := filepath.Join("..", "dist", "baton-"+v+"-1.x86_64.rpm")
+	t.Cleanup(func() {
+		os.Remove(vDeb)
+		os.Remove(vRPM)
+	})
+	rev, err := exec.Command("git", "describe", "--always", "--dirty", "--abbrev=12").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := "Build of " + v + " from " + strings.TrimSpace(string(rev)) + "."
+	debLog, rpmLog := changelogs(t, vDeb, vRPM)
+	if !strings.HasPrefix(debLog, "baton ("+v+"-1) unstable; urgency=medium\n  * "+note+"\n") ||
+		!strings.Contains(debLog, "\nbaton ("+version+"-1) unstable; urgency=medium\n  * First release.\n") {
+		t.Errorf("deb changelog:\n%s", debLog)
+	}
+	lines := strings.Split(rpmLog, "\n")
+	if len(lines) < 2 || !strings.HasSuffix(lines[0], " - "+v+"-1") || lines[1] != "- "+note || !strings.Contains(rpmLog, " - "+version+"-1\n- First release.") {
+		t.Errorf("rpm changelog:\n%s", rpmLog)
+	}
+	if out, err := run(t, "lintian", "--pedantic", "--fail-on", "error,warning", vDeb); err != nil || strings.Contains(out, "W: ") || strings.Contains(out, "E: ") {
+		t.Errorf("lintian: %v\n%s", err, out)
+	}
+	if out, err := run(t, "rpmlint", "-r", "rpmlintrc", vRPM); err != nil || !strings.Contains(out, " 0 errors, 0 warnings") {
+		t.Errorf("rpmlint: %v\n%s", err, out)
+	}
+
+	// A VERSION that is no version is refused before anything is built.
+	bad := exec.Command("./packaging/build")
+	bad.Dir = ".."
+	bad.Env = append(os.Environ(), `VERSION=1.0"; x`)
+	out, err := bad.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), `VERSION=1.0"; x is not a version`) {
+		t.Errorf("bad VERSION: %v\n%s", err, out)
 	}
 }

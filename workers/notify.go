@@ -3,27 +3,40 @@ package workers
 import (
 	"errors"
 	"os"
-	"strings"
 	"syscall"
+	"time"
 
 	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // notifyEvent is a datagram with its sender's ancestry, resolved by the
 // reader at once: a short-lived sender (systemd-notify) may be gone by the
-// time the loop looks.
+// time the loop looks. A worker's own datagram, the common case, needs no
+// /proc lookup at all.
 type notifyEvent struct {
 	dg    *sdnotify.Datagram
-	chain []int // sender pid, its parent, grandparent, ... up to init
+	chain []int // sender pid, its parent, grandparent, ... up to baton
 }
 
 // dropEvent is a datagram the listener already discarded.
 type dropEvent struct {
 	pid    int
+	kind   string
 	reason string
 }
+
+// Kinds of dropped notifications, for metrics.
+const (
+	dropForeign   = "foreign"
+	dropOversized = "oversized"
+	dropMalformed = "malformed"
+	dropFlood     = "flood"
+	dropMainPID   = "mainpid"
+	dropLate      = "late"
+)
 
 // maxAncestry bounds the walk up the process tree.
 const maxAncestry = 64
@@ -35,19 +48,21 @@ func (s *Supervisor) readNotifications(done chan<- struct{}) {
 		var drop *sdnotify.DropError
 		switch {
 		case errors.As(err, &drop):
-			s.events <- dropEvent{pid: drop.PID, reason: drop.Reason}
+			s.events <- dropEvent{pid: drop.PID, kind: string(drop.Kind), reason: drop.Reason}
 			continue
 		case err != nil:
 			return // socket closed by Run
 		}
-		s.events <- notifyEvent{dg: dg, chain: ancestry(dg.PID)}
+		chain := []int{dg.PID}
+		if _, direct := s.workerPIDs.Load(dg.PID); !direct {
+			chain = ancestry(dg.PID)
+		}
+		s.events <- notifyEvent{dg: dg, chain: chain}
 	}
 }
 
 // ancestry returns pid and its ancestors, read from /proc, up to baton
-// itself: every worker is baton's child, so nothing above can be one. A
-// worker's own datagram (the common case, twice per reported request)
-// costs one read.
+// itself: every worker is baton's child, so nothing above can be one.
 func ancestry(pid int) []int {
 	chain := []int{pid}
 	self := os.Getpid()
@@ -61,6 +76,50 @@ func ancestry(pid int) []int {
 	return chain
 }
 
+// notifyPending reports whether a datagram waits on the notify socket.
+func (s *Supervisor) notifyPending() bool {
+	fd, err := s.notify.FD()
+	if err != nil {
+		return false
+	}
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0 && p[0].Revents&unix.POLLIN != 0
+}
+
+// drainLimit bounds one drain, so that a flood cannot keep the loop from
+// its clocks for ever.
+const (
+	drainLimit = 20000
+	drainWait  = 50 * time.Millisecond
+)
+
+// drainEvents handles everything already queued — events, and datagrams
+// still in the notify socket — so that no clock is judged on stale news:
+// a supervisor that was stalled reads the heartbeats that arrived in the
+// meantime before it decides any worker is hung.
+func (s *Supervisor) drainEvents() {
+	for i := 0; i < drainLimit; i++ {
+		select {
+		case ev := <-s.events:
+			s.handle(ev)
+			continue
+		default:
+		}
+		if !s.notifyPending() {
+			return
+		}
+		t := time.NewTimer(drainWait)
+		select {
+		case ev := <-s.events:
+			t.Stop()
+			s.handle(ev)
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // attribute finds the worker a sender belongs to: the worker itself, a
 // process it named with MAINPID=, or a descendant.
 func (s *Supervisor) attribute(chain []int) *worker {
@@ -68,13 +127,31 @@ func (s *Supervisor) attribute(chain []int) *worker {
 		if w, ok := s.byPID[pid]; ok {
 			return w
 		}
-		for _, w := range s.byPID {
-			if w.mainPID == pid {
-				return w
-			}
+		if w, ok := s.mainPIDs[pid]; ok {
+			return w
+		}
+	}
+	if s.contain != nil && len(chain) > 0 {
+		if id, ok := s.contain.Owner(chain[0]); ok {
+			return s.byID[id]
 		}
 	}
 	return nil
+}
+
+// descends reports whether pid is w or one of its descendants.
+func (s *Supervisor) descends(pid int, w *worker) bool {
+	if s.contain != nil {
+		if id, ok := s.contain.Owner(pid); ok {
+			return id == w.id
+		}
+	}
+	for _, p := range ancestry(pid) {
+		if p == w.pid {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Supervisor) closeDatagram(dg *sdnotify.Datagram) {
@@ -92,63 +169,71 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 		if s.recentlyExited(ev.chain) {
 			// A worker's last words (STOPPING=1, a request's end) can be
 			// read after its exit was: not a spoof, nothing to act on.
-			s.dropped["late"]++
+			s.dropped[dropLate]++
 			return
 		}
-		s.countDrop(ev.dg.PID, "sender is not a worker nor a worker's descendant")
+		s.countDrop(ev.dg.PID, dropForeign, "sender is not a worker nor a worker's descendant")
+		return
+	}
+	if w.state == Exited {
+		s.dropped[dropLate]++
 		return
 	}
 	m := ev.dg.Message
-	log := s.workerLog(w)
 	if len(ev.dg.FDs) > 0 && !m.Barrier {
-		log.Warnf("worker %d sent %d file descriptors; workers have no fd store, closed them", w.slot, len(ev.dg.FDs))
+		s.workerLog(w).Warnf("worker %d sent %d file descriptors; workers have no fd store, closed them", w.slot, len(ev.dg.FDs))
 	}
 	if m.Status != nil {
 		w.status = *m.Status
 	}
 	if m.Errno != nil {
-		log.Warnf("worker %d reports errno %d (%s)", w.slot, *m.Errno, syscall.Errno(*m.Errno).Error())
+		s.workerLog(w).Warnf("worker %d reports errno %d (%s)", w.slot, *m.Errno, syscall.Errno(*m.Errno).Error())
 	}
-	if m.MainPID != nil && *m.MainPID != w.pid {
-		w.mainPID = *m.MainPID
-		log.Infof("worker %d names pid %d as its main process", w.slot, w.mainPID)
+	if m.MainPID != nil {
+		s.onMainPID(w, *m.MainPID)
 	}
 	now := s.now()
 	if m.Ready && w.state == Starting {
-		s.markReady(w)
+		s.becameReady(w)
 	}
-	s.onRequests(w, m, now)
-	s.onClocks(w, m, now)
+	s.onRequests(w, m, ev.dg.PID, now)
+	s.onClocks(w, m, ev.dg.PID, now)
 	if v, ok := m.Get(FieldRecycle); ok && v == "1" {
 		s.wantRecycle(w, "the worker asked ("+FieldRecycle+"=1)")
 	}
-	if m.Stopping && w.state != Stopping {
-		// The worker is leaving on its own (e.g. it recycles itself): stop
-		// counting it as ready and replace it when it exits.
-		w.state = Stopping
-		w.stopReason = "worker said STOPPING=1"
-		log.Infof("worker %d is stopping on its own", w.slot)
+	if m.Stopping && (w.state == Starting || w.state == Ready) {
+		s.stoppingItself(w)
 	}
+}
+
+// onMainPID accepts a MAINPID= that names the worker or one of its
+// descendants (a wrapper script's real server), as systemd refuses a
+// MAINPID outside the service's cgroup: a worker may not make baton
+// attribute, signal or count another process as its own.
+func (s *Supervisor) onMainPID(w *worker, pid int) {
+	if pid == w.pid || pid == w.mainPID {
+		return
+	}
+	if pid <= 1 || !s.descends(pid, w) {
+		s.countDrop(w.pid, dropMainPID, "MAINPID= names a process that is not the worker's own")
+		s.workerLog(w).Warnf("worker %d named pid %d as its main process, which is neither the worker nor one of its descendants: refused", w.slot, pid)
+		return
+	}
+	if w.mainPID != 0 {
+		delete(s.mainPIDs, w.mainPID)
+	}
+	w.mainPID = pid
+	s.mainPIDs[pid] = w
+	s.workerLog(w).Infof("worker %d names pid %d as its main process", w.slot, pid)
 }
 
 // countDrop counts a discarded datagram. Logging is rate-limited to powers
 // of two so that a flooding process cannot flood the log too.
-func (s *Supervisor) countDrop(pid int, reason string) {
+func (s *Supervisor) countDrop(pid int, kind, reason string) {
 	s.droppedN++
-	s.dropped[dropKind(reason)]++
+	s.dropped[kind]++
 	if n := s.droppedN; n&(n-1) == 0 {
 		s.log.WithFields(logrus.Fields{"sender_pid": pid, "dropped_total": n}).Warnf("dropped notification from pid %d: %s", pid, reason)
-	}
-}
-
-func dropKind(reason string) string {
-	switch {
-	case strings.HasPrefix(reason, "sender is not"):
-		return "foreign"
-	case strings.Contains(reason, "larger than"):
-		return "oversized"
-	default:
-		return "malformed"
 	}
 }
 
@@ -157,18 +242,20 @@ func dropKind(reason string) string {
 const exitedMemory = 256
 
 func (s *Supervisor) rememberExit(pid int) {
-	s.exited = append(s.exited, pid)
-	if len(s.exited) > exitedMemory {
-		s.exited = s.exited[1:]
+	if len(s.exitedRing) < exitedMemory {
+		s.exitedRing = append(s.exitedRing, pid)
+	} else {
+		delete(s.exited, s.exitedRing[s.exitedNext])
+		s.exitedRing[s.exitedNext] = pid
+		s.exitedNext = (s.exitedNext + 1) % exitedMemory
 	}
+	s.exited[pid] = true
 }
 
 func (s *Supervisor) recentlyExited(chain []int) bool {
 	for _, pid := range chain {
-		for _, e := range s.exited {
-			if e == pid {
-				return true
-			}
+		if s.exited[pid] {
+			return true
 		}
 	}
 	return false

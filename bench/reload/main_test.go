@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"strings"
 	"testing"
 	"time"
 )
@@ -11,21 +10,25 @@ import (
 // TestBenchmarkRuns keeps the benchmark working: a short run must complete
 // and report no failed request and no failed reload.
 func TestBenchmarkRuns(t *testing.T) {
-	var out bytes.Buffer
 	o := options{duration: 3 * time.Second, concurrency: 8, reloads: 2, workers: 2, path: "/"}
-	if err := run(context.Background(), o, &out); err != nil {
+	results, err := run(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
+	var out bytes.Buffer
+	report(&out, o, results)
 	t.Log("\n" + out.String())
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.HasPrefix(line, "| on ") || strings.HasPrefix(line, "| off ") {
-			f := strings.Split(line, "|")
-			if strings.TrimSpace(f[4]) != "0" {
-				t.Errorf("failed requests: %s", line)
-			}
+	for _, r := range results {
+		if r.Summary.OK == 0 {
+			t.Errorf("keep-alive %s: no request succeeded", onOff(r.KeepAlive))
 		}
-		if strings.HasPrefix(line, "reload failed") {
-			t.Error(line)
+		if r.Summary.Failed > 0 {
+			t.Errorf("keep-alive %s: %d of %d requests failed (%s; %d on reused connections), listed above", onOff(r.KeepAlive), r.Summary.Failed, r.Summary.Requests, r.Summary.FailedKinds(), r.Summary.FailedReused)
+		}
+		for i, rl := range r.Reloads {
+			if rl.Err != nil {
+				t.Errorf("keep-alive %s: reload %d: %v", onOff(r.KeepAlive), i+1, rl.Err)
+			}
 		}
 	}
 }

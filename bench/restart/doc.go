@@ -1,7 +1,8 @@
 // Command restart benchmarks what users of a self-binding service lose on
 // a restart, and what baton keeps: it boots a private systemd user manager
-// and drives the example server on 127.0.0.1 at a fixed concurrency (fresh
-// connections, so refusals show) through
+// and drives the example server with bench/load (which never retries) on
+// 127.0.0.1 at a fixed concurrency (fresh connections, so refusals show)
+// through
 //
 //	baton:  3 x systemctl restart, 1 x kill -9 of baton, 1 x upgrade in
 //	        place (new binary + systemctl reload); baton binds its own
@@ -9,8 +10,9 @@
 //	plain:  the same example run alone, binding its own socket, through
 //	        3 x systemctl restart and 1 x kill -9 (Restart=on-failure)
 //
-// and prints requests, failed requests by kind and the worst latency around
-// each event. Under baton the example's request reporting is off
+// and prints requests, failed requests by kind, the failures nearest each
+// event and the worst latency around each (during it or the second after),
+// also as a ratio to the p99 of the rest of the run. Under baton the example's request reporting is off
 // (HELLO_REPORT_REQUESTS=0), so both run the same code per request.
 //
 //	go run ./bench/restart -duration 10s -concurrency 16

@@ -27,18 +27,25 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent clients")
 	flag.IntVar(&o.workers, "workers", 4, "baton workers")
 	flag.Parse()
-	if err := run(context.Background(), o, os.Stdout); err != nil {
+	rows, err := run(context.Background(), o)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+	report(os.Stdout, o, rows)
 }
 
 // row is one scenario's result.
 type row struct {
-	name   string
-	events int
-	sum    load.Summary
-	errs   []string
+	name string
+	res  *load.Result
+	sum  load.Summary
+	// steady is the run outside the events' windows.
+	steady load.Summary
+	// events are the events' spans; windows run to a second after each.
+	events, windows []load.Window
+	failedAround    []int
+	errs            []string
 }
 
 type env struct {
@@ -48,10 +55,10 @@ type env struct {
 	opts options
 }
 
-func run(ctx context.Context, o options, out io.Writer) error {
+func run(ctx context.Context, o options) ([]row, error) {
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	if err := load.Build(dir, map[string][]string{
@@ -59,11 +66,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		"baton-v2": {"-ldflags", "-X main.version=bench-2", "./cmd/baton"},
 		"hello":    {"./examples/hello"},
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	mgr, err := systemdtest.Start(ctx, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer mgr.Stop()
 	e := &env{ctx: ctx, mgr: mgr, dir: dir, opts: o}
@@ -71,47 +78,68 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	for _, sc := range []func(*env) (row, error){batonScenario, plainScenario} {
 		rs, err := sc(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows = append(rows, rs)
 	}
-	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /\n\n", o.concurrency, o.duration)
-	fmt.Fprintln(out, "| service | events | requests | failed | refused | reset | closed | timeout | non-2xx | other | p99 | max | failed around each event | worst latency around each event |")
-	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-	for _, r := range rows {
-		fmt.Fprintf(out, "| %s | %d | %d | %d |", r.name, r.events, r.sum.Requests, r.sum.FailedTotal)
-		for _, k := range load.Kinds {
-			fmt.Fprintf(out, " %d |", r.sum.Failed[k])
-		}
-		fmt.Fprintf(out, " %s | %s | %s | %s |\n", load.Round(r.sum.P99), load.Round(r.sum.Max), ints(r.sum.FailedAround), load.Durations(r.sum.WorstAround))
-		for _, e := range r.errs {
-			fmt.Fprintf(out, "\nevent failed: %s\n", e)
-		}
-	}
-	return nil
+	return rows, nil
 }
 
-// drive runs load while acts run at even intervals, each one event.
-func (e *env) drive(url string, acts []func() error) (load.Summary, []string) {
-	stop := make(chan struct{})
-	done := make(chan []load.Sample, 1)
-	go func() { done <- load.Run(url, e.opts.concurrency, false, stop) }()
+func report(out io.Writer, o options, rows []row) {
+	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /\n\n", o.concurrency, o.duration)
+	fmt.Fprint(out, "| service | events | requests | failed |")
+	for _, k := range load.Kinds {
+		fmt.Fprintf(out, " %s |", k)
+	}
+	fmt.Fprintln(out, " p99 | max | failed around each event | worst latency around each event | worst / steady p99 |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+	for _, r := range rows {
+		s := r.sum
+		fmt.Fprintf(out, "| %s | %d | %d | %d |", r.name, len(r.windows), s.Requests, s.Failed)
+		for _, k := range load.Kinds {
+			fmt.Fprintf(out, " %d |", s.ByKind[k])
+		}
+		var worst []time.Duration
+		var ratios []string
+		for _, w := range r.windows {
+			worst = append(worst, r.res.Worst(w))
+			ratios = append(ratios, ratio(r.res.Worst(w), r.steady.P99))
+		}
+		fmt.Fprintf(out, " %s | %s | %s | %s | %s |\n", load.Round(s.P99), load.Round(s.Max), ints(r.failedAround), load.Durations(worst), strings.Join(ratios, ", "))
+	}
+	for _, r := range rows {
+		for _, e := range r.errs {
+			fmt.Fprintf(out, "\n%s: event failed: %s\n", r.name, e)
+		}
+	}
+}
+
+// drive runs load while acts run at even intervals, each one event. A
+// failure counts for the event it started nearest to; the worst latency of
+// an event is that of the requests started during it or the second after.
+func (e *env) drive(url string, name string, acts []func() error) (row, error) {
+	l, err := load.Start(e.ctx, load.Options{URL: url, Clients: e.opts.concurrency})
+	if err != nil {
+		return row{}, err
+	}
 	begin := time.Now()
-	var events []load.Event
-	var errs []string
+	r := row{name: name}
 	for i, act := range acts {
 		time.Sleep(time.Until(begin.Add(e.opts.duration * time.Duration(i+1) / time.Duration(len(acts)+1))))
-		ev := load.Event{Start: time.Now()}
-		ev.Err = act()
-		ev.End = time.Now()
-		if ev.Err != nil {
-			errs = append(errs, ev.Err.Error())
+		start := time.Now()
+		if err := act(); err != nil {
+			r.errs = append(r.errs, fmt.Sprintf("event %d: %v", i+1, err))
 		}
-		events = append(events, ev)
+		end := time.Now()
+		r.events = append(r.events, load.Window{From: start, To: end})
+		r.windows = append(r.windows, load.Window{From: start, To: end.Add(time.Second)})
 	}
 	time.Sleep(time.Until(begin.Add(e.opts.duration)))
-	close(stop)
-	return load.Summarize(<-done, events, time.Since(begin)), errs
+	r.res = l.Stop()
+	r.sum = r.res.Summary()
+	r.steady = r.res.Outside(r.windows...).Summary()
+	r.failedAround = r.res.FailedNearest(r.events)
+	return r, nil
 }
 
 func (e *env) restart(unit string) func() error {
@@ -183,8 +211,7 @@ func batonScenario(e *env) (row, error) {
 		return nil
 	}
 	u := "bench-baton.service"
-	sum, errs := e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u), upgrade})
-	return row{name: "baton (restart x3, kill -9, upgrade)", events: 5, sum: sum, errs: errs}, nil
+	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "baton (restart x3, kill -9, upgrade)", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u), upgrade})
 }
 
 func plainScenario(e *env) (row, error) {
@@ -200,8 +227,7 @@ func plainScenario(e *env) (row, error) {
 	}
 	defer e.mgr.Systemctl(e.ctx, "stop", "bench-plain.service")
 	u := "bench-plain.service"
-	sum, errs := e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u)})
-	return row{name: "plain, binds its own socket (restart x3, kill -9)", events: 4, sum: sum, errs: errs}, nil
+	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "plain, binds its own socket (restart x3, kill -9)", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u)})
 }
 
 func ints(v []int) string {
@@ -210,4 +236,12 @@ func ints(v []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, ", ")
+}
+
+// ratio is a/b as "2.3x", or "-" without a steady p99.
+func ratio(a, b time.Duration) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fx", float64(a)/float64(b))
 }

@@ -6,33 +6,41 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/bench/load"
 )
 
 // TestBenchmarkRuns keeps the benchmark working, and holds baton to its
 // promise on the way: no connection refused through restarts, a kill -9
 // and an upgrade, and failures only around the kill -9.
 func TestBenchmarkRuns(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), options{duration: 4 * time.Second, concurrency: 8, workers: 2}, &out); err != nil {
+	o := options{duration: 4 * time.Second, concurrency: 8, workers: 2}
+	rows, err := run(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
+	var out bytes.Buffer
+	report(&out, o, rows)
 	t.Log("\n" + out.String())
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.HasPrefix(line, "event failed") {
-			t.Error(line)
+	for _, r := range rows {
+		for _, e := range r.errs {
+			t.Errorf("%s: %s", r.name, e)
 		}
-		if !strings.HasPrefix(line, "| baton") {
+		if !strings.HasPrefix(r.name, "baton") {
 			continue
 		}
-		f := strings.Split(line, "|")
-		if refused := strings.TrimSpace(f[5]); refused != "0" {
-			t.Errorf("baton refused %s connections: %s", refused, line)
+		if n := r.sum.ByKind[load.Refused]; n > 0 {
+			t.Errorf("baton refused %d connections", n)
 		}
-		// failed around: restart, restart, restart, kill -9, upgrade
-		around := strings.Split(strings.TrimSpace(f[13]), ", ")
-		for i, n := range around {
-			if i != 3 && n != "0" {
-				t.Errorf("event %d (not the kill -9) failed %s requests: %s", i+1, n, line)
+		// Events: restart, restart, restart, kill -9, upgrade.
+		for i, n := range r.failedAround {
+			if i != 3 && n != 0 {
+				t.Errorf("event %d (not the kill -9) failed %d requests", i+1, n)
+			}
+		}
+		if t.Failed() {
+			for _, x := range r.res.Failures() {
+				t.Log(x)
 			}
 		}
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
-	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/workers"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -30,6 +30,7 @@ type controlHandler struct {
 	up            *upgrader
 	// workerControl is the config's worker-control, as of the last reload.
 	workerControl atomic.Bool
+	contain       contain.Strategy
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
@@ -37,19 +38,28 @@ type controlHandler struct {
 // binary on disk was replaced (a package upgrade), baton first executes the
 // new one in place, which then rolls the workers.
 func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) {
+	return h.reloadFor(ctx, wait, "baton reload")
+}
+
+// reloadFor is a reload asked for by what names (SIGHUP, baton reload),
+// for the log.
+func (h *controlHandler) reloadFor(ctx context.Context, wait bool, what string) (string, error) {
 	if h.up != nil && h.up.changed() {
-		return h.upgrade(ctx, "reload: the binary on disk was replaced")
+		return h.upgrade(ctx, what+": the binary on disk was replaced")
 	}
-	return h.reload(ctx, wait)
+	return h.reload(ctx, wait, what)
 }
 
 // reload rolls the workers with the config re-read, whatever the binary.
-func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) {
+func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (string, error) {
 	cfg, err := h.flags.Resolve(h.args)
+	if err == nil {
+		_, err = cfg.CheckCommand(os.Getenv("PATH"))
+	}
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
 		// log, which is where an operator looks when SIGHUP was used.
-		h.log.WithError(err).Error("reload refused: invalid config; nothing changed")
+		h.log.WithError(err).Errorf("reload (%s) refused: invalid config or worker command; nothing changed", what)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -68,19 +78,22 @@ func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) 
 	}
 	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
-		h.log.WithError(err).Error("reload refused; nothing changed")
+		h.log.WithError(err).Errorf("reload (%s) refused; nothing changed", what)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	h.workerControl.Store(cfg.WorkerControl)
+	h.prepareLimits(cfg)
 	if !wait {
 		go func() {
-			if err := h.sup.Reload(context.Background(), cfg, set, "control"); err != nil && errors.Is(err, workers.ErrNotDelivered) {
-				h.log.WithError(errors.Join(err, opened.Close())).Error("reload")
+			// The supervisor logs the outcome; only a request that never
+			// reached it is left to say.
+			if err := h.sup.Reload(context.Background(), cfg, set, what); err != nil && errors.Is(err, workers.ErrNotDelivered) {
+				h.log.WithError(errors.Join(err, opened.Close())).Errorf("reload (%s)", what)
 			}
 		}()
 		return "reload started", nil
 	}
-	err = h.sup.Reload(ctx, cfg, set, "control")
+	err = h.sup.Reload(ctx, cfg, set, what)
 	if errors.Is(err, workers.ErrNotDelivered) {
 		err = errors.Join(err, opened.Close())
 	}
@@ -89,6 +102,17 @@ func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) 
 	}
 	snap, _ := h.sup.Snapshot()
 	return fmt.Sprintf("reloaded: %s", snap.Status), nil
+}
+
+// prepareLimits readies the per-worker limits of cfg in the cells new
+// workers get, and says which cannot be enforced here.
+func (h *controlHandler) prepareLimits(cfg *config.Config) {
+	if h.contain == nil {
+		return
+	}
+	if err := h.contain.Prepare(contain.Limits{MemoryMax: cfg.MemoryMax, CPUWeight: cfg.CPUWeight}); err != nil {
+		h.log.WithError(err).Warn("per-worker limits")
+	}
 }
 
 // Scale adds or drains workers.
@@ -140,21 +164,15 @@ func needControl(path, hint string) error {
 
 // reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
 func reloadCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton reload", pflag.ContinueOnError)
+	fs := newFlagSet("reload")
 	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
 	path := controlFlag(fs)
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait as long as it takes)")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton reload [--wait] [--control SOCKET]\n\n%s", fs.FlagUsages())
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("reload takes no arguments, got %q", fs.Args())}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, "SIGHUP reloads too"); err != nil {
 		return err
@@ -188,7 +206,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	}
 	for _, w := range snap.Workers {
 		ws := control.WorkerStatus{
-			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: string(w.State), Retiring: w.Retiring,
+			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: w.State.Phase(), Retiring: w.Retiring,
 			Age: snap.Taken.Sub(w.Spawned).Seconds(), Status: w.Status,
 		}
 		if !w.LastHeartbeat.IsZero() {
@@ -199,7 +217,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 			v := snap.Taken.Sub(w.OldestRequest).Seconds()
 			ws.Request = &v
 		}
-		if rss, err := procfs.RSS(w.PID); err == nil {
+		if rss, err := h.sup.WorkerMemory(w.PID); err == nil {
 			ws.RSS = &rss
 		}
 		st.Pool = append(st.Pool, ws)
@@ -215,14 +233,14 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 
 // statusCommand is `baton status [--json]`.
 func statusCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton status", pflag.ContinueOnError)
+	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, ""); err != nil {
 		return err

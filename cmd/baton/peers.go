@@ -6,24 +6,28 @@ import (
 
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/procfs"
-	"golang.org/x/sys/unix"
 )
 
+// owner is what workerCheck needs of the containment strategy
+// (contain.Strategy): which worker, if any, a process belongs to.
+type owner interface {
+	Owner(pid int) (id string, ok bool)
+}
+
 // workerCheck identifies baton's workers among control socket peers: a
-// process that descends from baton (baton's only children are workers) or,
-// when baton leads its own session (as every systemd service does), one in
-// that session, which also catches a worker's orphaned children that were
-// re-parented away from baton.
+// process the containment strategy attributes to a worker (its cgroup,
+// its worker's session, the worker id it inherited) or one that descends
+// from baton (baton's only children are workers and, under the
+// process-group strategy, what they left behind, re-parented to baton as
+// its subreaper).
 //
-// Its limits: a worker's descendant that both left the session (setsid)
-// and was re-parented away from baton is not recognised; per-worker
-// cgroups will close that. The pid is the connecting process's at
-// connect(2); a connection handed to another process keeps it. A peer
-// whose process is gone or hidden is refused: it cannot be told apart.
-func workerCheck() control.WorkerCheck {
+// The pid is the connecting process's at connect(2): a connection handed
+// to another process keeps it. A peer whose process is gone or hidden is
+// refused: it cannot be told apart from a worker. docs/security.md lists
+// what escapes: a worker of baton's uid can move itself to another cgroup
+// of the delegated tree.
+func workerCheck(cells owner) control.WorkerCheck {
 	self := os.Getpid()
-	sid, err := unix.Getsid(0)
-	leader := err == nil && sid == self
 	return func(pid int) (bool, error) {
 		if pid <= 0 {
 			return false, fmt.Errorf("the kernel gave no pid (a peer in another pid namespace?)")
@@ -31,12 +35,8 @@ func workerCheck() control.WorkerCheck {
 		if pid == self {
 			return false, nil
 		}
-		if leader {
-			s := procfs.Session(pid)
-			if s < 0 {
-				return false, fmt.Errorf("pid %d is gone or hidden", pid)
-			}
-			if s == self {
+		if cells != nil {
+			if _, ok := cells.Owner(pid); ok {
 				return true, nil
 			}
 		}

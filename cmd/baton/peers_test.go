@@ -42,7 +42,7 @@ func TestDescendant(t *testing.T) {
 	if _, err := descendant(1<<30, os.Getpid()); err == nil || !strings.Contains(err.Error(), "gone or hidden") {
 		t.Errorf("a pid that does not exist: %v", err)
 	}
-	check := workerCheck()
+	check := workerCheck(nil)
 	if w, err := check(os.Getpid()); err != nil || w {
 		t.Errorf("baton itself: %v %v", w, err)
 	}
@@ -51,5 +51,24 @@ func TestDescendant(t *testing.T) {
 	}
 	if w, err := check(grandchild); err != nil || !w {
 		t.Errorf("a grandchild: %v %v", w, err)
+	}
+}
+
+type fakeOwner map[int]string
+
+func (f fakeOwner) Owner(pid int) (string, bool) {
+	id, ok := f[pid]
+	return id, ok
+}
+
+// A process the containment strategy attributes to a worker (its cgroup,
+// say) is a worker, wherever it is in the process tree.
+func TestWorkerCheckAsksTheContainment(t *testing.T) {
+	check := workerCheck(fakeOwner{os.Getppid(): "1.1.1"})
+	if w, err := check(os.Getppid()); err != nil || !w {
+		t.Errorf("a process in a worker's cell: %v %v", w, err)
+	}
+	if w, err := check(1); err != nil || w {
+		t.Errorf("init: %v %v", w, err)
 	}
 }

@@ -53,8 +53,8 @@ func forever() {
 
 // scaler is a worker whose first slot asks baton, over the control socket,
 // to scale its own pool by +3: itself, or through an orphaned grandchild
-// (BATON_TEST_ORPHAN=1), re-parented away from baton as a double fork
-// leaves it.
+// (BATON_TEST_ORPHAN=1), re-parented as a double fork leaves it (to baton,
+// its subreaper, or to init).
 func scaler() error {
 	if os.Getenv("BATON_WORKER") != "1" || os.Getenv("BATON_GENERATION") != "1" {
 		forever()

@@ -13,16 +13,17 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/logging"
 	"github.com/batonhq/baton/internal/metrics"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/batonhq/baton/internal/unitcheck"
 	"github.com/batonhq/baton/workers"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,20 +40,14 @@ func runCommand(args []string) error {
 		for range pipes {
 		}
 	}()
-	fs := pflag.NewFlagSet("baton run", pflag.ContinueOnError)
+	fs := newFlagSet("run")
 	fs.SetInterspersed(false) // everything after the program is its own
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton run [FLAGS] [--] PROGRAM [ARGS]\n\n%s", fs.FlagUsages())
-	}
 	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "auto", "log format: auto (journal when stderr is journald's, else text), text, json or journal")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
+	logFormat := fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
 	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg, err := flags.Resolve(fs.Args())
 	if err != nil {
@@ -65,6 +60,15 @@ func runCommand(args []string) error {
 	adopted, err := takeUpgradeState()
 	if err != nil {
 		return err
+	}
+	// A worker command that cannot be executed would only crash-loop: stop
+	// now, naming it. After an upgrade in place the running workers are
+	// adopted whatever the command, and the reload that follows refuses.
+	if _, err := cfg.CheckCommand(os.Getenv("PATH")); err != nil {
+		if adopted == nil {
+			return err
+		}
+		log.WithError(err).Warn("the worker command cannot be executed; the adopted workers go on")
 	}
 	up, err := newUpgrader()
 	if err != nil {
@@ -156,16 +160,27 @@ func runCommand(args []string) error {
 		log.Infof("systemd watchdog on baton: %s; sending WATCHDOG=1 while the pool is healthy", watchdog)
 	}
 
+	cells, err := containment((unit != nil && unit.Delegate) || (adopted != nil && adopted.Cgroups), log)
+	if err != nil {
+		return errors.Join(err, sockets.Close())
+	}
+	defer func() {
+		if err := cells.Close(); err != nil {
+			log.WithError(err).Warn("containment")
+		}
+	}()
+
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
-		OnOutput: workerOutput(log, cfg.Command[0]),
+		OnOutput: workerOutput(log, cfg.Command[0]), Contain: cells,
 	})
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells}
+	handler.prepareLimits(cfg)
 	if *controlPath == "" {
 		*controlPath = defaultControlPath()
 	}
@@ -186,7 +201,7 @@ func runCommand(args []string) error {
 	// failed one leaves this process owning it still.
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
 	handler.workerControl.Store(cfg.WorkerControl)
-	ctl.IsWorker, ctl.AllowWorkers = workerCheck(), handler.workerControl.Load
+	ctl.IsWorker, ctl.AllowWorkers = workerCheck(cells), handler.workerControl.Load
 	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
@@ -215,40 +230,78 @@ func runCommand(args []string) error {
 		go handler.finishUpgrade(adopted)
 	}
 
-	sigs := make(chan os.Signal, 4)
+	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	go func() {
-		for sig := range sigs {
-			switch sig {
-			case syscall.SIGTERM:
-				sup.Stop(workers.Graceful)
-			case syscall.SIGINT, syscall.SIGQUIT:
-				sup.Stop(workers.Fast)
-			case syscall.SIGHUP:
-				go func() {
-					if msg, err := handler.Reload(context.Background(), true); err == nil {
-						log.Info("SIGHUP: " + msg)
-					}
-				}()
-			case syscall.SIGUSR2:
-				go func() { _, _ = handler.upgrade(context.Background(), "SIGUSR2") }()
-			case syscall.SIGTTIN, syscall.SIGTTOU:
-				delta := 1
-				if sig == syscall.SIGTTOU {
-					delta = -1
-				}
-				go func() {
-					if _, err := handler.Scale(context.Background(), delta); err != nil {
-						log.WithError(err).Warnf("%s: not scaled", sig)
-					}
-				}()
-			}
-		}
-	}()
+	go handleSignals(sigs, sup, handler, log)
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
+}
+
+// handleSignals carries out each signal and logs its outcome: nothing an
+// operator asks for disappears without a line.
+func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, log logrus.FieldLogger) {
+	for sig := range sigs {
+		name := unix.SignalName(sig.(syscall.Signal))
+		switch sig {
+		case syscall.SIGTERM:
+			log.Infof("%s: graceful stop", name)
+			sup.Stop(workers.Graceful)
+		case syscall.SIGINT, syscall.SIGQUIT:
+			log.Infof("%s: fast stop", name)
+			sup.Stop(workers.Fast)
+		case syscall.SIGHUP:
+			log.Infof("%s: reload", name)
+			go func() {
+				// A failure was logged where it happened (refused here, or
+				// by the supervisor's rollout); success is said here.
+				if msg, err := handler.reloadFor(context.Background(), true, name); err == nil {
+					log.Infof("%s: %s", name, msg)
+				} else if !errors.Is(err, workers.ErrReloadFailed) {
+					log.WithError(err).Errorf("%s: no reload", name)
+				}
+			}()
+		case syscall.SIGUSR2:
+			log.Infof("%s: upgrade in place", name)
+			go func() {
+				if _, err := handler.upgrade(context.Background(), name); err != nil {
+					log.WithError(err).Errorf("%s: no upgrade", name)
+				}
+			}()
+		case syscall.SIGTTIN, syscall.SIGTTOU:
+			delta := 1
+			if sig == syscall.SIGTTOU {
+				delta = -1
+			}
+			go func() {
+				if msg, err := handler.Scale(context.Background(), delta); err != nil {
+					log.WithError(err).Warnf("%s: not scaled", name)
+				} else {
+					log.Infof("%s: %s", name, msg)
+				}
+			}()
+		}
+	}
+}
+
+// containment sets up how workers are contained: a cgroup each under a
+// delegated cgroup (Delegate=yes), else sessions and a subreaper. Either
+// way, and as PID 1, the reaper then reaps every child: orphans of
+// workers (and, as PID 1, of anyone) are re-parented to baton.
+func containment(delegated bool, log logrus.FieldLogger) (contain.Strategy, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := contain.Setup(ctx, contain.Options{Delegated: delegated, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("contain workers: %w", err)
+	}
+	if st.Kind() == contain.KindProcessGroup || os.Getpid() == 1 {
+		proc.Default().ReapAll(func(e proc.Exit) {
+			log.WithField("pid", e.PID).Debugf("reaped orphan %d", e.PID)
+		})
+	}
+	return st, nil
 }
 
 // splitSocket takes the socket called name out of set.

@@ -6,17 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/fdutil"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/workers"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,6 +37,10 @@ type upgradeState struct {
 	Reason         string
 	RuntimeDir     string
 	OwnsRuntimeDir bool
+	// Cgroups says the workers live in cgroups of their own: the unit
+	// delegated baton's cgroup, which the new image cannot ask systemd
+	// again (a handed-over baton skips its D-Bus checks).
+	Cgroups bool
 }
 
 // takeUpgradeState reads (and removes) the state a predecessor left.
@@ -103,9 +106,10 @@ func (u *upgrader) changed() bool {
 func probe(ctx context.Context, exe string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, exe, "version").Output()
+	// Through the reaper, which owns every child of this process.
+	out, err := proc.Output(ctx, []string{exe, "version"}, os.Environ())
 	if err != nil {
-		var ee *exec.ExitError
+		var ee *proc.ExitError
 		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
 			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
 		}
@@ -135,7 +139,8 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 		return "", fmt.Errorf("upgrade refused: %w", err)
 	}
 	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
-		RuntimeDir: u.runtimeDir, OwnsRuntimeDir: u.ownsRuntimeDir, ControlPath: u.ctl.Path()}
+		RuntimeDir: u.runtimeDir, OwnsRuntimeDir: u.ownsRuntimeDir, ControlPath: u.ctl.Path(),
+		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup}
 	var opened []int
 	keep := func(fd int) error {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
@@ -182,7 +187,9 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 		}
 	}
 	h.log.Infof("upgrading in place (%s): %s -> %s, pid %d", reason, st.OldVersion, newVersion, os.Getpid())
-	err = syscall.Exec(u.exe, os.Args, env)
+	// On the fork thread: the workers' parent thread must survive the
+	// execve(2), or their parent-death signal kills them.
+	err = proc.Exec(u.exe, os.Args, env)
 	undo()
 	err = fmt.Errorf("upgrade failed, this baton goes on: exec %s: %w", u.exe, err)
 	h.log.Error(err)
@@ -197,7 +204,7 @@ func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
 // finishUpgrade runs in the new baton once its supervisor runs: it rolls
 // the workers like a reload and answers whoever asked for the upgrade.
 func (h *controlHandler) finishUpgrade(st *upgradeState) {
-	msg, err := h.reload(context.Background(), true)
+	msg, err := h.reload(context.Background(), true, "upgrade")
 	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
 	if err != nil {
 		h.log.WithError(err).Errorf("%s, but rolling the workers failed", prefix)
@@ -218,13 +225,13 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 
 // upgradeCommand is `baton upgrade`: execute the binary on disk in place.
 func upgradeCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton upgrade", pflag.ContinueOnError)
+	fs := newFlagSet("upgrade")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needControl(*path, "SIGUSR2 upgrades too"); err != nil {
 		return err

@@ -64,9 +64,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	states := map[string]int{string(workers.Starting): 0, string(workers.Ready): 0, string(workers.Stopping): 0}
+	states := map[string]int{workers.Starting.Phase(): 0, workers.Ready.Phase(): 0, workers.Stopping.Phase(): 0}
 	for _, w := range snap.Workers {
-		states[string(w.State)]++
+		states[w.State.Phase()]++
 		labels := []string{strconv.Itoa(w.Slot), strconv.Itoa(w.PID), strconv.Itoa(w.Generation)}
 		gauge(descAge, snap.Taken.Sub(w.Spawned).Seconds(), labels...)
 		if !w.LastHeartbeat.IsZero() {

@@ -1,3 +1,3 @@
 // Package procfs reads the few facts baton needs about processes from
-// /proc (proc(5)): a process's parent and session, whether it is alive.
+// /proc (proc(5)): a process's parent, whether it is alive.
 package procfs

@@ -36,20 +36,6 @@ func Parent(pid int) int {
 	return pp
 }
 
-// Session returns pid's session id (proc(5), field 6), or -1 when pid is
-// gone or hidden.
-func Session(pid int) int {
-	f := stat(pid)
-	if len(f) < 4 {
-		return -1
-	}
-	sid, err := strconv.Atoi(f[3])
-	if err != nil {
-		return -1
-	}
-	return sid
-}
-
 // Alive reports whether pid exists and is not a zombie.
 func Alive(pid int) bool {
 	f := stat(pid)
@@ -71,4 +57,39 @@ func RSS(pid int) (int64, error) {
 		return 0, fmt.Errorf("/proc/%d/statm: %w", pid, err)
 	}
 	return pages * int64(os.Getpagesize()), nil
+}
+
+// Descendants lists pid's descendants, breadth first, at most limit.
+func Descendants(pid, limit int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 && len(out) < limit {
+		p := queue[0]
+		queue = queue[1:]
+		kids, _ := Children(p)
+		for _, c := range kids {
+			if len(out) >= limit {
+				break
+			}
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// TreeRSS is the resident memory of pid and its descendants, summed:
+// pages they share (a pre-forked server's copy-on-write memory) count once
+// per process, so it overstates what killing the tree would free.
+func TreeRSS(pid int) (int64, error) {
+	total, err := RSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range Descendants(pid, 4096) {
+		if n, err := RSS(c); err == nil {
+			total += n
+		}
+	}
+	return total, nil
 }

@@ -4,8 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestParentAndAlive(t *testing.T) {
@@ -24,18 +22,5 @@ func TestParentAndAlive(t *testing.T) {
 	}
 	if Alive(cmd.Process.Pid) || Parent(cmd.Process.Pid) != -1 {
 		t.Errorf("reaped pid %d still seen", cmd.Process.Pid)
-	}
-}
-
-func TestSession(t *testing.T) {
-	sid, err := unix.Getsid(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := Session(os.Getpid()); got != sid {
-		t.Errorf("Session(self) = %d, want %d", got, sid)
-	}
-	if got := Session(1 << 30); got != -1 {
-		t.Errorf("Session(no such pid) = %d", got)
 	}
 }

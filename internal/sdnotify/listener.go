@@ -39,8 +39,20 @@ func (d *Datagram) Close() error {
 // already been closed. Callers count these; the listener keeps going.
 type DropError struct {
 	PID    int // 0 when the kernel gave no credentials
+	Kind   DropKind
 	Reason string
 }
+
+// DropKind classifies a dropped datagram.
+type DropKind string
+
+const (
+	// DropOversized: larger than MaxMessageSize (or truncated).
+	DropOversized DropKind = "oversized"
+	// DropMalformed: no credentials, bad control data, or a message that
+	// does not parse.
+	DropMalformed DropKind = "malformed"
+)
 
 func (e *DropError) Error() string {
 	if e.PID > 0 {
@@ -158,26 +170,26 @@ func (l *Listener) Receive() (*Datagram, error) {
 	if cred != nil {
 		d.PID, d.UID, d.GID = int(cred.Pid), int(cred.Uid), int(cred.Gid)
 	}
-	drop := func(reason string) (*Datagram, error) {
+	drop := func(kind DropKind, reason string) (*Datagram, error) {
 		cerr := d.Close()
 		if cerr != nil {
 			reason += "; " + cerr.Error()
 		}
-		return nil, &DropError{PID: d.PID, Reason: reason}
+		return nil, &DropError{PID: d.PID, Kind: kind, Reason: reason}
 	}
 	switch {
 	case perr != nil:
-		return drop("malformed control data: " + perr.Error())
+		return drop(DropMalformed, "malformed control data: "+perr.Error())
 	case flags&syscall.MSG_CTRUNC != 0:
-		return drop("control data truncated")
+		return drop(DropOversized, "control data truncated")
 	case n > MaxMessageSize || flags&syscall.MSG_TRUNC != 0:
-		return drop(fmt.Sprintf("datagram larger than %d bytes", MaxMessageSize))
+		return drop(DropOversized, fmt.Sprintf("datagram larger than %d bytes", MaxMessageSize))
 	case cred == nil || cred.Pid <= 0:
-		return drop("no sender credentials")
+		return drop(DropMalformed, "no sender credentials")
 	}
 	msg, err := Parse(l.buf[:n])
 	if err != nil {
-		return drop(err.Error())
+		return drop(DropMalformed, err.Error())
 	}
 	d.Message = msg
 	return d, nil

@@ -49,6 +49,7 @@ func Check(c *config.Config, s *sdbus.Service) []Finding {
 	default:
 		add(Error, fmt.Sprintf("KillMode=%s: nothing stops the workers with the service", s.KillMode), "KillMode=mixed")
 	}
+	containment(c, s, add)
 	if s.Watchdog == 0 {
 		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)", "WatchdogSec=30s")
 	}
@@ -76,4 +77,28 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// containment checks that baton can give each worker a cgroup of its own
+// (docs/containment.md): without one, limits are not enforced (an error
+// when the config sets some) and a descendant that leaves its worker's
+// session is found only by ancestry and environment.
+func containment(c *config.Config, s *sdbus.Service, add func(sev Severity, problem, fix string)) {
+	var limits []string
+	if c.MemoryMax > 0 {
+		limits = append(limits, "memory-max")
+	}
+	if c.CPUWeight > 0 {
+		limits = append(limits, "cpu-weight")
+	}
+	sev, what := Warning, "workers' descendants are contained by process groups only: one that leaves its worker's session can outlive it, and memory is summed per process"
+	if len(limits) > 0 {
+		sev, what = Error, fmt.Sprintf("%s cannot be enforced: workers get no cgroup of their own", strings.Join(limits, " and "))
+	}
+	switch {
+	case !s.Delegate:
+		add(sev, "no Delegate=: "+what, "Delegate=yes")
+	case s.ProtectControlGroups:
+		add(sev, "Delegate=yes with ProtectControlGroups=yes, which makes the cgroup tree read-only: "+what, "ProtectControlGroups=no")
+	}
 }
