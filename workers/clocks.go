@@ -32,15 +32,35 @@ const stopMargin = 5 * time.Second
 // it then gives workers' clocks, so that heartbeats their senders could not
 // queue while baton was not reading arrive before anyone is judged.
 const (
-	stallThreshold = time.Second
+	stallThreshold = 500 * time.Millisecond
 	stallGraceMax  = 3 * time.Second
+	// stallTick keeps the loop waking even with no clock due soon, so that
+	// a stall shows as lateness of at most this much less than it lasted.
+	stallTick = 250 * time.Millisecond
+	// backlogGrace is given when a drain found the notify socket backed up:
+	// workers may still be blocked in sends that did not fit.
+	backlogGrace = time.Second
 )
 
 // stalled is called when the loop woke late: baton itself did not run.
 func (s *Supervisor) stalled(late time.Duration, now time.Time) {
 	grace := min(late, stallGraceMax)
-	s.graceUntil = now.Add(grace)
+	s.graceUntil = later(s.graceUntil, now.Add(grace))
 	s.log.WithField("stall", late.Round(time.Millisecond).String()).Warnf("baton did not run for %s (stopped, or starved of CPU); reading what workers sent meanwhile and judging no boot, watchdog or request clock for %s", late.Round(time.Millisecond), grace.Round(time.Millisecond))
+}
+
+// backlogged is called when a drain found many datagrams queued: senders
+// that found the queue full may still be blocked with their heartbeats.
+func (s *Supervisor) backlogged(n int, now time.Time) {
+	s.graceUntil = later(s.graceUntil, now.Add(backlogGrace))
+	s.log.WithField("datagrams", n).Warnf("%d notifications were waiting when baton judged its clocks; judging none for %s more", n, backlogGrace)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // inGrace re-arms a worker's clock at the end of a stall's grace instead

@@ -4,28 +4,17 @@ import (
 	"errors"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 )
 
-// notifyEvent is a datagram with its sender's ancestry, resolved by the
-// reader at once: a short-lived sender (systemd-notify) may be gone by the
-// time the loop looks. A worker's own datagram, the common case, needs no
-// /proc lookup at all.
+// notifyEvent is a datagram with its sender's ancestry (the sender alone
+// when it is a worker itself, the common case).
 type notifyEvent struct {
 	dg    *sdnotify.Datagram
 	chain []int // sender pid, its parent, grandparent, ... up to baton
-}
-
-// dropEvent is a datagram the listener already discarded.
-type dropEvent struct {
-	pid    int
-	kind   string
-	reason string
 }
 
 // Kinds of dropped notifications, for metrics.
@@ -41,24 +30,55 @@ const (
 // maxAncestry bounds the walk up the process tree.
 const maxAncestry = 64
 
-func (s *Supervisor) readNotifications(done chan<- struct{}) {
+// watchNotifications tells the loop when datagrams wait on the notify
+// socket, and waits until it has read them: the loop reads every datagram
+// itself, in order, so that it can read everything queued whenever it
+// must (before judging any clock) and nothing is in flight elsewhere.
+func (s *Supervisor) watchNotifications(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
-		dg, err := s.notify.Receive()
+		if err := s.notify.WaitReadable(); err != nil {
+			return // closed by Run
+		}
+		select {
+		case s.readable <- struct{}{}:
+		case <-stop:
+			return
+		}
+		select {
+		case <-s.readDone:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// readBatch bounds the datagrams read in one go, so that a flood shares the
+// loop with exits, timers and requests.
+const readBatch = 256
+
+// readNotifications handles up to limit queued datagrams; it reports
+// whether the socket is empty, and how many it read.
+func (s *Supervisor) readNotifications(limit int) (bool, int) {
+	for i := 0; i < limit; i++ {
+		dg, err := s.notify.ReceiveNow()
 		var drop *sdnotify.DropError
 		switch {
+		case errors.Is(err, sdnotify.ErrNoDatagram):
+			return true, i
 		case errors.As(err, &drop):
-			s.events <- dropEvent{pid: drop.PID, kind: string(drop.Kind), reason: drop.Reason}
+			s.countDrop(drop.PID, string(drop.Kind), drop.Reason)
 			continue
 		case err != nil:
-			return // socket closed by Run
+			return true, i // closed
 		}
 		chain := []int{dg.PID}
-		if _, direct := s.workerPIDs.Load(dg.PID); !direct {
+		if _, direct := s.byPID[dg.PID]; !direct {
 			chain = ancestry(dg.PID)
 		}
-		s.events <- notifyEvent{dg: dg, chain: chain}
+		s.onNotify(notifyEvent{dg: dg, chain: chain})
 	}
+	return false, limit
 }
 
 // ancestry returns pid and its ancestors, read from /proc, up to baton
@@ -76,49 +96,45 @@ func ancestry(pid int) []int {
 	return chain
 }
 
-// notifyPending reports whether a datagram waits on the notify socket.
-func (s *Supervisor) notifyPending() bool {
-	fd, err := s.notify.FD()
-	if err != nil {
-		return false
-	}
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(p, 0)
-	return err == nil && n > 0 && p[0].Revents&unix.POLLIN != 0
-}
-
 // drainLimit bounds one drain, so that a flood cannot keep the loop from
 // its clocks for ever.
-const (
-	drainLimit = 20000
-	drainWait  = 50 * time.Millisecond
-)
+const drainLimit = 20000
 
 // drainEvents handles everything already queued — events, and datagrams
 // still in the notify socket — so that no clock is judged on stale news:
 // a supervisor that was stalled reads the heartbeats that arrived in the
 // meantime before it decides any worker is hung.
+//
+// A drain that finds the socket backed up (backlog datagrams or more)
+// also gives clocks a moment's grace: senders that found the queue full
+// (the kernel queues 512 datagrams per socket by default) may still be
+// blocked with their heartbeats.
 func (s *Supervisor) drainEvents() {
-	for i := 0; i < drainLimit; i++ {
+	datagrams := 0
+	defer func() {
+		if datagrams >= backlog {
+			s.backlogged(datagrams, s.now())
+		}
+	}()
+	for n := 0; n < drainLimit; {
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
+			n++
 			continue
 		default:
 		}
-		if !s.notifyPending() {
+		empty, read := s.readNotifications(readBatch)
+		datagrams += read
+		if empty {
 			return
 		}
-		t := time.NewTimer(drainWait)
-		select {
-		case ev := <-s.events:
-			t.Stop()
-			s.handle(ev)
-		case <-t.C:
-			return
-		}
+		n += readBatch
 	}
 }
+
+// backlog is how many datagrams waiting at a drain count as a backlog.
+const backlog = 256
 
 // attribute finds the worker a sender belongs to: the worker itself, a
 // process it named with MAINPID=, or a descendant.

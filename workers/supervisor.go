@@ -128,6 +128,8 @@ type Supervisor struct {
 	events   chan any
 	requests chan any
 	done     chan struct{}
+	readable chan struct{} // datagrams wait on the notify socket
+	readDone chan struct{} // the loop read them
 
 	// Read from other goroutines.
 	workerPIDs sync.Map    // pid → struct{}: the notify reader's fast path
@@ -224,6 +226,8 @@ func New(o Options) (*Supervisor, error) {
 		events:   make(chan any, 1024),
 		requests: make(chan any),
 		done:     make(chan struct{}),
+		readable: make(chan struct{}),
+		readDone: make(chan struct{}, 1),
 		byPID:    map[int]*worker{},
 		byID:     map[string]*worker{},
 		mainPIDs: map[int]*worker{},
@@ -299,24 +303,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.upward != nil {
 		defer s.upward.close(flushWait)
 	}
-	readerDone := make(chan struct{})
-	go s.readNotifications(readerDone)
+	readerDone, stopReader := make(chan struct{}), make(chan struct{})
+	go s.watchNotifications(stopReader, readerDone)
 	defer func() {
-		// Closing the socket ends the reader; drain its last events so it
-		// never blocks on a send.
+		close(stopReader)
 		if err := s.notify.Close(); err != nil {
 			s.log.WithError(err).Warn("close notify socket")
 		}
-		for {
-			select {
-			case <-readerDone:
-				return
-			case ev := <-s.events:
-				if n, ok := ev.(notifyEvent); ok {
-					s.closeDatagram(n.dg)
-				}
-			}
-		}
+		<-readerDone
 	}()
 
 	s.log.WithFields(logrus.Fields{"workers": s.cfg.Workers, "sockets": s.sockets.Names(), "command": s.cfg.Command}).Info("starting pool")
@@ -351,6 +345,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.handle(ev)
 		case req := <-s.requests:
 			s.answer(req)
+		case <-s.readable:
+			_, _ = s.readNotifications(readBatch)
+			s.readDone <- struct{}{}
 		case <-timer.C:
 			now := s.now()
 			late := now.Sub(armedFor)
@@ -378,11 +375,13 @@ func (s *Supervisor) resetTimer(t *time.Timer) time.Time {
 		default:
 		}
 	}
-	if next.IsZero() {
-		t.Reset(time.Hour)
-		return s.now().Add(time.Hour)
+	// Never longer than stallTick: a loop that wakes regularly can tell
+	// how long it did not run.
+	now := s.now()
+	if next.IsZero() || next.After(now.Add(stallTick)) {
+		next = now.Add(stallTick)
 	}
-	t.Reset(max(next.Sub(s.now()), 0))
+	t.Reset(max(next.Sub(now), 0))
 	return next
 }
 
@@ -394,8 +393,6 @@ func (s *Supervisor) handle(ev any) {
 		s.onExit(ev)
 	case notifyEvent:
 		s.onNotify(ev)
-	case dropEvent:
-		s.countDrop(ev.pid, ev.kind, ev.reason)
 	case stopRequest:
 		s.beginStop(ev.mode)
 	case *reloadRequest:

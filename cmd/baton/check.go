@@ -19,7 +19,14 @@ func checkCommand(args []string) error {
 	fs.SetInterspersed(false)
 	flags := config.BindFlags(fs)
 	unit := fs.String("unit", "", "also check the systemd `UNIT` that runs baton (read over D-Bus)")
+	kube := bindKubernetesFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if kube.given() {
+		return kube.check(fs, flags)
+	}
+	if err := flags.ApplyEnv(os.LookupEnv, checkOnlyFlags...); err != nil {
 		return err
 	}
 	cfg, err := flags.Resolve(fs.Args())
@@ -80,3 +87,6 @@ func pluralize(n int, one, many string) string {
 	}
 	return many
 }
+
+// checkOnlyFlags are check's own flags, which no BATON_* variable sets.
+var checkOnlyFlags = []string{"unit", "kubernetes", "container"}

@@ -11,11 +11,14 @@ import (
 	"github.com/batonhq/baton/workers"
 )
 
-// Exit codes: 2 for usage and configuration errors, as LSB and systemd
-// (EXIT_INVALIDARGUMENT) use it; 1 for everything else.
+// Exit codes (README, "Exit status"): 0 after a clean stop; 2 for usage
+// and configuration errors, as LSB and systemd (EXIT_INVALIDARGUMENT) use
+// it; 3 when no worker ever became ready, as gunicorn's worker boot error;
+// 1 for everything else.
 const (
-	exitFailure = 1
-	exitUsage   = 2
+	exitFailure    = 1
+	exitUsage      = 2
+	exitNeverReady = 3
 )
 
 // The main goroutine stays on the main thread: it is the one thread that
@@ -58,6 +61,9 @@ func dispatch(args []string) int {
 	var cerr *config.Error
 	if errors.As(err, &cerr) {
 		return exitUsage
+	}
+	if errors.Is(err, workers.ErrNeverReady) {
+		return exitNeverReady
 	}
 	return exitFailure
 }

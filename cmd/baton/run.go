@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -24,29 +23,23 @@ import (
 	"github.com/batonhq/baton/workers"
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
 func runCommand(args []string) error {
-	// A closed stdout or stderr (the reader of a log pipe died) must make
-	// writes fail with EPIPE, not kill baton and orphan its workers. Go
-	// kills a program on EPIPE at fd 1 or 2 unless SIGPIPE is notified.
-	// Notify, never signal.Ignore: an ignored disposition survives execve
-	// into every worker, where a handled one is reset to the default.
-	pipes := make(chan os.Signal, 1)
-	signal.Notify(pipes, syscall.SIGPIPE)
-	defer func() { signal.Stop(pipes); close(pipes) }()
-	go func() {
-		for range pipes {
-		}
-	}()
+	stopPipes := catchBrokenPipes()
+	defer stopPipes()
+	sigs, stopSignals := notifySignals()
+	defer stopSignals()
 	fs := newFlagSet("run")
-	fs.SetInterspersed(false) // everything after the program is its own
-	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
-	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
-	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	flags, logFormat, logLevel, controlPath := bindRunFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	// Every flag also comes from BATON_<FLAG>, for containers (flags >
+	// environment > file).
+	if err := flags.ApplyEnv(os.LookupEnv); err != nil {
 		return err
 	}
 	cfg, err := flags.Resolve(fs.Args())
@@ -173,6 +166,8 @@ func runCommand(args []string) error {
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
 		OnOutput: workerOutput(log, cfg.Command[0]), Contain: cells,
+		// The BATON_* settings are baton's, not the workers'.
+		Env: flags.WithoutEnv(os.Environ()),
 	})
 	if err != nil {
 		return errors.Join(err, sockets.Close())
@@ -218,7 +213,8 @@ func runCommand(args []string) error {
 			stopControl()
 			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
 		}
-		log.Infof("metrics on %s (%s) at /metrics", metricsSock.Name, metricsSock.Addr)
+		h = withProbes(h, sup)
+		log.Infof("metrics on %s (%s) at /metrics, probes at /livez and /readyz", metricsSock.Name, metricsSock.Addr)
 		go func() {
 			metricsDone <- metrics.Serve(ctx, l, h, func(err error) { log.WithError(err).Warn("metrics socket") })
 		}()
@@ -230,13 +226,22 @@ func runCommand(args []string) error {
 		go handler.finishUpgrade(adopted)
 	}
 
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+	// Queued since the start of run (notifySignals).
 	go handleSignals(sigs, sup, handler, log)
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
+}
+
+// bindRunFlags registers baton run's flags: the settings, and run's own.
+// baton check --kubernetes parses a container's arguments with them.
+func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, controlPath *string) {
+	fs.SetInterspersed(false) // everything after the program is its own
+	flags = config.BindFlags(fs)
+	logFormat = fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
+	logLevel = fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
+	controlPath = fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	return flags, logFormat, logLevel, controlPath
 }
 
 // handleSignals carries out each signal and logs its outcome: nothing an

@@ -111,6 +111,8 @@ type Config struct {
 
 	// pos records where each key was written, for errors found by Finish.
 	pos map[string]position
+	// by names the flag or variable that overrode a key, for the same.
+	by map[string]string
 	// commandFromFlags is set when Command came from the command line, so
 	// that errors about it point there, not at the file.
 	commandFromFlags bool

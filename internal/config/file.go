@@ -80,8 +80,10 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Load reads and validates a config file. Flags may be applied on top with
 // Overrides.Apply before Finish; Load alone calls neither.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+func Load(path string) (*Config, error) { return load(path, os.ReadFile) }
+
+func load(path string, readFile func(string) ([]byte, error)) (*Config, error) {
+	data, err := readFile(path)
 	if err != nil {
 		return nil, &Error{File: path, Err: fmt.Errorf("read config: %w", err)}
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,11 @@ type Flags struct {
 	cpuWeight       int
 	metricsSocket   string
 	workerControl   bool
+	// fromEnv maps the flags ApplyEnv set to their variables.
+	fromEnv map[string]string
+	// ReadFile reads the config file, by the name --config gives. Zero:
+	// os.ReadFile. baton check --kubernetes reads it from a ConfigMap.
+	ReadFile func(name string) ([]byte, error)
 }
 
 // BindFlags registers the settings' flags, named as in gunicorn where
@@ -75,8 +81,12 @@ func (f *Flags) ConfigPath() string { return f.configPath }
 func (f *Flags) Resolve(command []string) (*Config, error) {
 	c := &Config{}
 	if f.configPath != "" {
+		read := f.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
 		var err error
-		if c, err = Load(f.configPath); err != nil {
+		if c, err = load(f.configPath, read); err != nil {
 			return nil, err
 		}
 	}
@@ -92,27 +102,38 @@ func (f *Flags) Resolve(command []string) (*Config, error) {
 	return c, nil
 }
 
-func flagError(name, value string, err error) error {
-	return &Error{Key: "--" + name, Err: fmt.Errorf("%q: %w", value, err)}
+func (f *Flags) flagError(name, value string, err error) error {
+	return &Error{Key: f.key(name), Err: fmt.Errorf("%q: %w", value, err)}
 }
 
 func (f *Flags) apply(c *Config) error {
-	changed := f.fs.Changed
+	// Keys are the flag names; an error Finish finds in a setting the
+	// command line or the environment gave names that source.
+	changed := func(name string) bool {
+		if !f.fs.Changed(name) {
+			return false
+		}
+		if c.by == nil {
+			c.by = map[string]string{}
+		}
+		c.by[name] = f.key(name)
+		return true
+	}
 	if changed("workers") {
 		if f.workers < 1 {
-			return flagError("workers", fmt.Sprint(f.workers), errors.New("must be at least 1"))
+			return f.flagError("workers", fmt.Sprint(f.workers), errors.New("must be at least 1"))
 		}
 		c.Workers = f.workers
 	}
 	if changed("min-ready") {
 		if f.minReady < 1 {
-			return flagError("min-ready", fmt.Sprint(f.minReady), errors.New("must be at least 1"))
+			return f.flagError("min-ready", fmt.Sprint(f.minReady), errors.New("must be at least 1"))
 		}
 		c.MinReady = f.minReady
 	}
 	if changed("metrics-socket") {
 		if err := checkName(f.metricsSocket); err != nil {
-			return &Error{Key: "--metrics-socket", Err: err}
+			return &Error{Key: f.key("metrics-socket"), Err: err}
 		}
 		c.MetricsSocket = f.metricsSocket
 	}
@@ -122,7 +143,7 @@ func (f *Flags) apply(c *Config) error {
 	if changed("max-memory") {
 		n, err := ParseSize(f.maxMemory)
 		if err != nil {
-			return &Error{Key: "--max-memory", Err: err}
+			return &Error{Key: f.key("max-memory"), Err: err}
 		}
 		c.MaxMemory = n
 	}
@@ -147,13 +168,13 @@ func (f *Flags) apply(c *Config) error {
 	}
 	if changed("surge") {
 		if f.surge < 1 {
-			return flagError("surge", fmt.Sprint(f.surge), errors.New("must be at least 1"))
+			return f.flagError("surge", fmt.Sprint(f.surge), errors.New("must be at least 1"))
 		}
 		c.Surge = f.surge
 	}
 	if changed("max-workers") {
 		if f.maxWorkers < 1 {
-			return flagError("max-workers", fmt.Sprint(f.maxWorkers), errors.New("must be at least 1"))
+			return f.flagError("max-workers", fmt.Sprint(f.maxWorkers), errors.New("must be at least 1"))
 		}
 		c.MaxWorkers = f.maxWorkers
 	}
@@ -169,14 +190,14 @@ func (f *Flags) apply(c *Config) error {
 		}
 		v, err := parseDurationOrZero(d.value)
 		if err != nil {
-			return &Error{Key: "--" + d.name, Err: err}
+			return &Error{Key: f.key(d.name), Err: err}
 		}
 		*d.dst = v
 	}
 	if changed("readiness") {
 		r, err := ParseReadiness(f.readiness)
 		if err != nil {
-			return &Error{Key: "--readiness", Err: err}
+			return &Error{Key: f.key("readiness"), Err: err}
 		}
 		c.Readiness = r
 	}
@@ -196,21 +217,21 @@ func (f *Flags) apply(c *Config) error {
 		}
 		v, err := ParseDuration(d.value)
 		if err != nil {
-			return &Error{Key: "--" + d.name, Err: err}
+			return &Error{Key: f.key(d.name), Err: err}
 		}
 		*d.dst = v
 	}
 	if changed("timeout-signal") {
 		sig, err := ParseSignal(f.timeoutSignal)
 		if err != nil {
-			return &Error{Key: "--timeout-signal", Err: err}
+			return &Error{Key: f.key("timeout-signal"), Err: err}
 		}
 		c.TimeoutSignal = sig
 	}
 	for i, b := range f.binds {
-		s, err := parseBind(b, i)
+		s, err := parseBind(b, i, f.key("bind"))
 		if err != nil {
-			return flagError("bind", b, err)
+			return f.flagError("bind", b, err)
 		}
 		replaced := false
 		for j := range c.Sockets {
@@ -232,7 +253,7 @@ func (f *Flags) apply(c *Config) error {
 
 // parseBind parses NAME=ADDRESS or a bare ADDRESS, which is named "web" (the
 // first) or "web-N".
-func parseBind(b string, i int) (Socket, error) {
+func parseBind(b string, i int, source string) (Socket, error) {
 	name, addr, ok := strings.Cut(b, "=")
 	if !ok {
 		name, addr = "web", b
@@ -247,13 +268,16 @@ func parseBind(b string, i int) (Socket, error) {
 	if err != nil {
 		return Socket{}, err
 	}
-	return Socket{Name: name, Address: a, where: "--bind " + b}, nil
+	return Socket{Name: name, Address: a, where: source + " " + b}, nil
 }
 
 // Finish fills defaults and checks what no single field can: run it once,
 // after the file and the flags were applied.
 func (c *Config) Finish() error {
 	where := func(key string, err error) error {
+		if by := c.by[key]; by != "" {
+			return &Error{Key: by, Err: err}
+		}
 		p := c.pos[key]
 		return &Error{File: c.Path, Line: p.Line, Column: p.Column, Key: key, Err: err}
 	}

@@ -115,11 +115,11 @@ func Handler(src Source) (http.Handler, error) {
 // user, for a TCP socket) can cost baton at most MaxConns fds, each for a
 // bounded time; further connections wait in the socket's backlog.
 const (
-	MaxConns          = 16
+	MaxConns          = 64
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 10 * time.Second
 	WriteTimeout      = 30 * time.Second
-	IdleTimeout       = 30 * time.Second
+	IdleTimeout       = 10 * time.Second
 	MaxHeaderBytes    = 16 << 10
 )
 

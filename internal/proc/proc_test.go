@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PROC_TEST_CHILD") == "subreaper" {
 		os.Exit(subreaper())
 	}
+	if os.Getenv("PROC_TEST_CHILD") == "late-adopt" {
+		os.Exit(lateAdopt())
+	}
 	os.Exit(m.Run())
 }
 
@@ -111,6 +114,45 @@ func TestReapAllReapsOrphans(t *testing.T) {
 	cmd.WaitDelay = time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("subreaper: %v\n%s", err, out)
+	}
+}
+
+// lateAdopt reaps everything, then adopts a child that already exited, as
+// an upgraded baton adopts a worker that died during the exec.
+func lateAdopt() int {
+	Default().ReapAll(nil)
+	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit 5"}, &syscall.ProcAttr{})
+	if err != nil {
+		return 2
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for Default().Orphans() == 0 {
+		if time.Now().After(deadline) {
+			return 3
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := make(chan Exit, 1)
+	Default().Adopt(pid, func(e Exit) { got <- e })
+	select {
+	case e := <-got:
+		if e.PID != pid || e.Status.ExitStatus() != 5 || Default().Orphans() != 0 {
+			return 4
+		}
+	case <-time.After(20 * time.Second):
+		return 5
+	}
+	return 0
+}
+
+func TestAdoptHearsOfAChildAlreadyReaped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROC_TEST_CHILD=late-adopt")
+	cmd.WaitDelay = time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("late adopt: %v\n%s", err, out)
 	}
 }
 

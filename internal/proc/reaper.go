@@ -28,9 +28,17 @@ type Reaper struct {
 	kick     chan struct{}
 	start    sync.Once
 	orphans  int
+	// unclaimed are the last exits of children nobody had registered, in
+	// ReapAll mode: a worker handed over by an upgrade may die before the
+	// new image adopts it, and Adopt must still hear of it.
+	unclaimed     map[int]Exit
+	unclaimedRing []int
 }
 
-var std = &Reaper{owned: map[int]func(Exit){}, kick: make(chan struct{}, 1)}
+// unclaimedMax bounds the exits kept for a late Adopt.
+const unclaimedMax = 4096
+
+var std = &Reaper{owned: map[int]func(Exit){}, kick: make(chan struct{}, 1), unclaimed: map[int]Exit{}}
 
 // Default is the process's reaper.
 func Default() *Reaper { return std }
@@ -88,10 +96,23 @@ func (r *Reaper) Start(argv0 string, argv []string, attr *syscall.ProcAttr, onEx
 
 // Adopt registers a child this process did not fork in this image: a
 // worker of the baton that executed this one in place.
+//
+// If the child was already reaped as unknown (ReapAll was on before the
+// adoption), onExit is called at once with its exit.
 func (r *Reaper) Adopt(pid int, onExit func(Exit)) {
 	r.mu.Lock()
-	r.owned[pid] = onExit
+	e, gone := r.unclaimed[pid]
+	if gone {
+		delete(r.unclaimed, pid)
+		r.orphans--
+	} else {
+		r.owned[pid] = onExit
+	}
 	r.mu.Unlock()
+	if gone {
+		go onExit(e)
+		return
+	}
 	r.poke()
 }
 
@@ -101,6 +122,16 @@ func (r *Reaper) Forget(pid int) {
 	r.mu.Lock()
 	delete(r.owned, pid)
 	r.mu.Unlock()
+}
+
+// remember keeps an unknown child's exit for a late Adopt; r.mu is held.
+func (r *Reaper) remember(e Exit) {
+	if len(r.unclaimedRing) >= unclaimedMax {
+		delete(r.unclaimed, r.unclaimedRing[0])
+		r.unclaimedRing = r.unclaimedRing[1:]
+	}
+	r.unclaimed[e.PID] = e
+	r.unclaimedRing = append(r.unclaimedRing, e.PID)
 }
 
 // idleWait is how long the reaper sleeps when it has no children at all:
@@ -144,6 +175,7 @@ func (r *Reaper) loop() {
 			if e, ok := reap(pid); ok {
 				r.mu.Lock()
 				r.orphans++
+				r.remember(e)
 				r.mu.Unlock()
 				if onOrphan != nil {
 					onOrphan(e)

@@ -151,6 +151,59 @@ func (l *Listener) Receive() (*Datagram, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read notify socket: %w", err)
 	}
+	return l.parse(n, oobn, flags)
+}
+
+// ErrNoDatagram is ReceiveNow's answer when nothing is queued.
+var ErrNoDatagram = errors.New("no notification queued")
+
+// ReceiveNow is Receive without waiting: ErrNoDatagram when nothing is
+// queued. With WaitReadable it lets one goroutine read everything queued,
+// in order, whenever it chooses (before it judges a clock, say).
+func (l *Listener) ReceiveNow() (*Datagram, error) {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("read notify socket: %w", err)
+	}
+	var n, oobn, flags int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), l.buf, l.oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+			if !errors.Is(rerr, unix.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("read notify socket: %w", err)
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return nil, ErrNoDatagram
+	case rerr != nil:
+		return nil, fmt.Errorf("read notify socket: %w", rerr)
+	}
+	return l.parse(n, oobn, flags)
+}
+
+// WaitReadable blocks (in Go's poller, not a thread) until a datagram is
+// queued, or the socket is closed (an error).
+func (l *Listener) WaitReadable() error {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Checked after the poller reset its readiness: a datagram that came
+	// before is seen here, one that comes after wakes the wait.
+	return rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil || n > 0
+	})
+}
+
+// parse turns a received datagram into a Datagram or a DropError.
+func (l *Listener) parse(n, oobn, flags int) (*Datagram, error) {
 	d := &Datagram{}
 	var cred *unix.Ucred
 	cmsgs, perr := unix.ParseSocketControlMessage(l.oob[:oobn])

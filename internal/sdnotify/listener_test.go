@@ -242,3 +242,35 @@ func TestListenRefusesALiveSocket(t *testing.T) {
 	}
 	l2.Close()
 }
+
+// A manager that does not read its socket makes Send fail after its
+// timeout instead of blocking the sender for ever.
+func TestSendToAFullSocketTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, err := NewSender(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Timeout = 50 * time.Millisecond
+	for i := 0; i < 100000; i++ {
+		err = s.Send("WATCHDOG=1")
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrSendTimeout) {
+		t.Fatalf("sending to a socket nobody reads: %v", err)
+	}
+	// Once the manager reads again, sends go through.
+	if _, err := l.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send("WATCHDOG=1"); err != nil {
+		t.Errorf("after a read: %v", err)
+	}
+}
