@@ -23,12 +23,18 @@ type reloadService struct {
 
 func newReloadService(t *testing.T, name, config string) *reloadService {
 	t.Helper()
+	return newReloadServiceWith(t, name, config, "")
+}
+
+// newReloadServiceWith adds extra lines to the [Service] section.
+func newReloadServiceWith(t *testing.T, name, config, extra string) *reloadService {
+	t.Helper()
 	port := freePort(t)
 	path := filepath.Join(workDir, name+".toml")
 	r := &reloadService{config: path, port: port}
 	r.writeConfig(t, config)
 	r.service = newService(t, name,
-		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nRuntimeDirectory=%s\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n", name, batonBin, path, batonBin),
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nRuntimeDirectory=%s\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n%s", name, batonBin, path, batonBin, extra),
 		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", port))
 	r.systemctl("start", name+".socket", name+".service")
 	return r

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +30,7 @@ type controlHandler struct {
 	// workerControl is the config's worker-control, as of the last reload.
 	workerControl atomic.Bool
 	contain       contain.Strategy
+	notes         *reloadNotifier
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
@@ -58,8 +58,9 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 	}
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
-		// log, which is where an operator looks when SIGHUP was used.
-		h.log.WithError(err).Errorf("reload (%s) refused: invalid config or worker command; nothing changed", what)
+		// log, which is where an operator looks when SIGHUP was used: in
+		// the message itself, which is what journalctl shows.
+		h.log.Errorf("reload (%s) refused: invalid config or worker command, nothing changed: %v", what, err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -78,7 +79,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 	}
 	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
-		h.log.WithError(err).Errorf("reload (%s) refused; nothing changed", what)
+		h.log.Errorf("reload (%s) refused, nothing changed: %v", what, err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	h.workerControl.Store(cfg.WorkerControl)
@@ -123,46 +124,13 @@ func (h *controlHandler) Scale(ctx context.Context, delta int) (string, error) {
 	return fmt.Sprintf("scaling by %+d", delta), nil
 }
 
-// defaultControlPath is the control socket in the service's runtime
-// directory (RuntimeDirectory=), where `baton reload` finds it without
-// being told.
-func defaultControlPath() string {
-	if d := firstRuntimeDir(); d != "" {
-		return filepath.Join(d, "control.sock")
-	}
-	return ""
-}
-
-func firstRuntimeDir() string {
-	d := os.Getenv("RUNTIME_DIRECTORY")
-	for i := range d {
-		if d[i] == ':' {
-			return d[:i]
-		}
-	}
-	return d
-}
-
 // controlFlag registers -s/--control, shared by the commands that talk to a
 // running baton.
 func controlFlag(fs *pflag.FlagSet) *string {
-	return fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	return fs.StringP("control", "s", "", "baton's control `SOCKET` (default: the baton named, the unit's own under ExecReload=, or the only one running)")
 }
 
-// needControl says how to name the control socket when none was found;
-// hint offers the signal that does the same without one.
-func needControl(path, hint string) error {
-	if path != "" {
-		return nil
-	}
-	msg := "no control socket: pass --control SOCKET (baton run logs where it is) or run under systemd with RuntimeDirectory="
-	if hint != "" {
-		msg += "; " + hint
-	}
-	return usageError{errors.New(msg)}
-}
-
-// reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
+// reloadCommand is `baton reload [--wait] [NAME]`, the unit's ExecReload=.
 func reloadCommand(args []string) error {
 	fs := newFlagSet("reload")
 	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
@@ -171,10 +139,8 @@ func reloadCommand(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := needControl(*path, "SIGHUP reloads too"); err != nil {
+	sock, err := findControl(*path, fs.Args(), "systemctl reload UNIT and SIGHUP reload too")
+	if err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -184,7 +150,7 @@ func reloadCommand(args []string) error {
 		defer cancel()
 	}
 	start := time.Now()
-	msg, err := control.Call(ctx, *path, control.Request{Command: "reload", Wait: *wait})
+	msg, err := control.Call(ctx, sock, control.Request{Command: "reload", Wait: *wait})
 	if err != nil {
 		return fmt.Errorf("reload failed: %w", err)
 	}
@@ -231,7 +197,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	return st, nil
 }
 
-// statusCommand is `baton status [--json]`.
+// statusCommand is `baton status [--json] [NAME]`.
 func statusCommand(args []string) error {
 	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
@@ -239,15 +205,13 @@ func statusCommand(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := needControl(*path, ""); err != nil {
+	sock, err := findControl(*path, fs.Args(), "")
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := control.GetStatus(ctx, *path)
+	st, err := control.GetStatus(ctx, sock)
 	if err != nil {
 		return err
 	}

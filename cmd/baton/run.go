@@ -126,19 +126,32 @@ func runCommand(args []string) error {
 		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
 	}
 
-	runtimeDir, cleanup, owns, err := runtimeDirectory(adopted)
+	reg, err := register(adopted, unit, log)
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
-	defer func() { cleanup() }()
+	// After an exec in place the new image owns the registration; a
+	// failed one leaves this process owning it still.
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.WithError(err).Warn("remove runtime directory")
+		}
+	}()
+	runtimeDir := reg.Dir
 
 	if unit != nil {
 		reportUnit(cfg, unit, log)
 	}
 	var notifier workers.Notifier
 	var store workers.FDStore
+	notes := &reloadNotifier{}
+	var adoptedEpoch uint64
+	if adopted != nil {
+		adoptedEpoch = notes.adopt(adopted.Handoff.SentReady, adopted.Reloading)
+	}
 	if upward != nil {
-		notifier, store = upward, upward
+		notes.up = upward
+		notifier, store = notes, upward
 		if adopted == nil {
 			storeBound(sockets, metricsSock, upward, log)
 		}
@@ -174,13 +187,11 @@ func runCommand(args []string) error {
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells, notes: notes}
 	handler.prepareLimits(cfg)
-	if *controlPath == "" {
-		*controlPath = defaultControlPath()
-	}
-	if *controlPath == "" {
-		*controlPath = filepath.Join(runtimeDir, "control.sock")
+	published := *controlPath == ""
+	if published {
+		*controlPath = filepath.Join(runtimeDir, control.SocketName)
 	}
 	var ctl *control.Server
 	if adopted != nil {
@@ -191,13 +202,22 @@ func runCommand(args []string) error {
 	if err != nil {
 		return errors.Join(err, sup.Close())
 	}
-	up.ctl, up.metricsSock, up.runtimeDir, up.ownsRuntimeDir = ctl, metricsSock, runtimeDir, owns
-	// After an exec in place the new image owns the runtime directory; a
-	// failed one leaves this process owning it still.
+	up.ctl, up.metricsSock, up.reg = ctl, metricsSock, reg
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
 	handler.workerControl.Store(cfg.WorkerControl)
 	ctl.IsWorker, ctl.AllowWorkers = workerCheck(cells), handler.workerControl.Load
-	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
+	if published && reg.Entry != "" {
+		// Clients find it from now on: by name, by pid, or as the only one.
+		if err := reg.Publish(); err != nil {
+			log.WithError(err).Warn("baton status and reload need --control")
+		}
+	}
+	switch {
+	case published && reg.Entry != "":
+		log.Infof("control socket at %s (baton status %s)", ctl.Path(), filepath.Base(reg.Entry))
+	default:
+		log.Infof("control socket at %s (baton status --control %s)", ctl.Path(), ctl.Path())
+	}
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
 	go func() { ctlDone <- ctl.Serve(ctx) }()
@@ -223,11 +243,11 @@ func runCommand(args []string) error {
 	}
 
 	if adopted != nil {
-		go handler.finishUpgrade(adopted)
+		go handler.finishUpgrade(adopted, adoptedEpoch)
 	}
 
 	// Queued since the start of run (notifySignals).
-	go handleSignals(sigs, sup, handler, log)
+	go handleSignals(sigs, sup, handler, notes, log)
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
@@ -240,13 +260,13 @@ func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, 
 	flags = config.BindFlags(fs)
 	logFormat = fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
 	logLevel = fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
-	controlPath = fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
+	controlPath = fs.String("control", "", "control `SOCKET` for baton reload and status (default: control.sock in $RUNTIME_DIRECTORY, else in the registry, see baton(8))")
 	return flags, logFormat, logLevel, controlPath
 }
 
 // handleSignals carries out each signal and logs its outcome: nothing an
 // operator asks for disappears without a line.
-func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, log logrus.FieldLogger) {
+func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, notes *reloadNotifier, log logrus.FieldLogger) {
 	for sig := range sigs {
 		name := unix.SignalName(sig.(syscall.Signal))
 		switch sig {
@@ -258,13 +278,23 @@ func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *cont
 			sup.Stop(workers.Fast)
 		case syscall.SIGHUP:
 			log.Infof("%s: reload", name)
+			// Answered before the config is even read: systemd
+			// (Type=notify-reload) waits for RELOADING=1, then READY=1.
+			epoch, err := notes.begin()
+			if err != nil {
+				log.WithError(err).Warnf("%s: cannot tell systemd that a reload began", name)
+			}
 			go func() {
 				// A failure was logged where it happened (refused here, or
 				// by the supervisor's rollout); success is said here.
-				if msg, err := handler.reloadFor(context.Background(), true, name); err == nil {
+				msg, err := handler.reloadFor(context.Background(), true, name)
+				if err == nil {
 					log.Infof("%s: %s", name, msg)
 				} else if !errors.Is(err, workers.ErrReloadFailed) {
 					log.WithError(err).Errorf("%s: no reload", name)
+				}
+				if nerr := notes.end(epoch, rolled(err)); nerr != nil {
+					log.WithError(nerr).Warnf("%s: cannot tell systemd that the reload ended", name)
 				}
 			}()
 		case syscall.SIGUSR2:
@@ -402,26 +432,6 @@ func storeBound(set activation.Set, metricsSock *activation.Socket, store *sdnot
 		}
 		log.Infof("socket %s handed to systemd's fd store", s.Name)
 	}
-}
-
-// runtimeDirectory is where the notify and control sockets live:
-// systemd's RuntimeDirectory= when set, else a private temporary directory
-// that baton owns (and, after an upgrade in place, the one it inherited).
-func runtimeDirectory(adopted *upgradeState) (dir string, cleanup func(), owns bool, err error) {
-	if adopted != nil && adopted.RuntimeDir != "" {
-		if adopted.OwnsRuntimeDir {
-			return adopted.RuntimeDir, func() { _ = os.RemoveAll(adopted.RuntimeDir) }, true, nil
-		}
-		return adopted.RuntimeDir, func() {}, false, nil
-	}
-	if d := firstRuntimeDir(); d != "" {
-		return d, func() {}, false, nil
-	}
-	d, err := os.MkdirTemp("", "baton-")
-	if err != nil {
-		return "", nil, false, fmt.Errorf("create runtime directory: %w", err)
-	}
-	return d, func() { _ = os.RemoveAll(d) }, true, nil
 }
 
 func handoffOf(st *upgradeState) *workers.Handoff {

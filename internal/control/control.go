@@ -129,6 +129,10 @@ type Server struct {
 	ReadTimeout, WriteTimeout time.Duration
 }
 
+// ErrInUse says a live process listens on the control socket's path
+// (unixsock.ErrInUse; errors.Is matches syscall.EADDRINUSE too).
+var ErrInUse = unixsock.ErrInUse
+
 // Listen creates the control socket at path. A stale socket file there
 // is replaced; one that a live baton listens on is an error
 // (unixsock.ErrInUse), never taken over.

@@ -34,6 +34,9 @@ type Service struct {
 	// ProtectControlGroups makes the cgroup tree read-only to the service,
 	// delegated subtree included.
 	ProtectControlGroups bool
+	// ReloadSignal is the signal Type=notify-reload sends; 0 when systemd
+	// predates it (252).
+	ReloadSignal int
 	// SocketNames are the FileDescriptorName= of the .socket units that
 	// trigger the service: the sockets systemd passes it.
 	SocketNames []string
@@ -108,6 +111,9 @@ func (c *Conn) Service(ctx context.Context, unit string) (*Service, error) {
 	s.ProtectControlGroups, _ = props["ProtectControlGroups"].(bool)
 	s.TimeoutStop = usec(props["TimeoutStopUSec"])
 	s.Watchdog = usec(props["WatchdogUSec"])
+	if v, ok := props["ReloadSignal"].(int32); ok {
+		s.ReloadSignal = int(v)
+	}
 	if v, ok := props["ExecReload"].([][]any); ok {
 		s.ExecReload = len(v) > 0
 	}

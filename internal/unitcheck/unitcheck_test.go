@@ -91,3 +91,30 @@ func TestContainment(t *testing.T) {
 		}
 	}
 }
+
+func TestNotifyReload(t *testing.T) {
+	c := &config.Config{Command: []string{"app"}}
+	if err := c.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	unit := func(exec bool, sig int) *sdbus.Service {
+		return &sdbus.Service{Unit: "app.service", Type: "notify-reload", NotifyAccess: "main", KillMode: "mixed", TimeoutStop: time.Minute, Watchdog: 30 * time.Second, ExecReload: exec, ReloadSignal: sig, Delegate: true}
+	}
+	for _, c2 := range []struct {
+		svc  *sdbus.Service
+		want string
+	}{
+		{unit(false, 1), "warning: Type=notify-reload: systemd cannot hear that a reload failed, so systemctl reload exits 0 when baton refuses the config or the new generation does not boot (the old one keeps serving; the log says why); set Type=notify and ExecReload=/usr/bin/baton reload --wait in [Service]"},
+		{unit(true, 1), "warning: Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, so every reload rolls the workers twice (the second queued behind the first); set Type=notify in [Service]"},
+		{unit(false, 12), "warning: Type=notify-reload: systemd cannot hear that a reload failed, so systemctl reload exits 0 when baton refuses the config or the new generation does not boot (the old one keeps serving; the log says why); set Type=notify and ExecReload=/usr/bin/baton reload --wait in [Service]\n" +
+			"error: ReloadSignal=SIGUSR2: baton reloads on SIGHUP only (SIGUSR2 upgrades it in place, SIGTTIN and SIGTTOU scale it); set ReloadSignal=SIGHUP in [Service]"},
+	} {
+		var got []string
+		for _, f := range Check(c, c2.svc) {
+			got = append(got, string(f.Severity)+": "+f.String())
+		}
+		if strings.Join(got, "\n") != c2.want {
+			t.Errorf("ExecReload %v, ReloadSignal %d:\n%s\nwant:\n%s", c2.svc.ExecReload, c2.svc.ReloadSignal, strings.Join(got, "\n"), c2.want)
+		}
+	}
+}
