@@ -106,6 +106,77 @@ func TestPackageContents(t *testing.T) {
 	}
 }
 
+// rpmScriptlet returns one scriptlet of the built .rpm, as rpm shows it.
+func rpmScriptlet(t *testing.T, name string) string {
+	t.Helper()
+	out, err := run(t, "rpm", "-qp", "--scripts", rpm)
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	_, body, ok := strings.Cut(out, name+" scriptlet (using /bin/sh):\n")
+	if !ok {
+		t.Fatalf("no %s scriptlet in:\n%s", name, out)
+	}
+	if i := strings.Index(body, " scriptlet (using "); i >= 0 {
+		body = body[:strings.LastIndex(body[:i], "\n")+1]
+	}
+	return body
+}
+
+// rpm runs %postun with $1 = 0 on erase and $1 >= 1 on upgrade. Neither
+// removes the instances' state: rpm has no purge, and the deb drops state
+// only on purge. An upgrade reloads running instances; an erase does not.
+// The scriptlet runs in a mount namespace with /var/lib and /run on
+// tmpfs, with a stand-in systemctl that records its calls.
+func TestRpmPostunKeepsState(t *testing.T) {
+	script := rpmScriptlet(t, "postuninstall")
+	if strings.Contains(script, "rm ") {
+		t.Errorf("%%postun removes files:\n%s", script)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("running the scriptlet in a mount namespace needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "postun.sh"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake := "#!/bin/sh\necho \"$*\" >> \"$SYSTEMCTL_LOG\"\n" +
+		"case \"$1\" in list-units) echo 'baton@demo.service loaded active running baton pre-fork server for demo';; esac\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"0", "1", "2"} {
+		t.Run("$1="+arg, func(t *testing.T) {
+			log := filepath.Join(dir, "systemctl-"+arg+".log")
+			sandbox := `set -e
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/system /var/lib/private/baton/demo /var/lib/baton
+echo data > /var/lib/private/baton/demo/state
+rc=0
+sh "$DIR/postun.sh" "$ARG" || rc=$?
+test -f /var/lib/private/baton/demo/state && test -d /var/lib/baton && echo "state kept"
+exit $rc
+`
+			cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", sandbox)
+			cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "DIR=" + dir, "ARG=" + arg, "SYSTEMCTL_LOG=" + log}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "state kept") {
+				t.Errorf("%%postun %s: %v\n%s", arg, err, out)
+			}
+			calls, _ := os.ReadFile(log)
+			reloaded := strings.Contains(string(calls), "reload baton@demo.service")
+			if !strings.Contains(string(calls), "daemon-reload") || reloaded != (arg != "0") {
+				t.Errorf("%%postun %s called systemctl with:\n%s", arg, calls)
+			}
+		})
+	}
+}
+
 // changelogs returns the top of the .deb's changelog.Debian.gz and of the
 // .rpm's %changelog.
 func changelogs(t *testing.T, deb, rpm string) (string, string) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/batonhq/baton/activation"
@@ -26,6 +27,8 @@ type controlHandler struct {
 	// metricsSocket is the name of the socket baton serves metrics on.
 	metricsSocket string
 	up            *upgrader
+	// workerControl is the config's worker-control, as of the last reload.
+	workerControl atomic.Bool
 	contain       contain.Strategy
 	notes         *reloadNotifier
 }
@@ -81,6 +84,7 @@ func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (st
 		h.sup.ReloadRefused(err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
+	h.workerControl.Store(cfg.WorkerControl)
 	h.prepareLimits(cfg)
 	if !wait {
 		go func() {

@@ -28,6 +28,8 @@ import (
 )
 
 func runCommand(args []string) error {
+	stopPipes := catchBrokenPipes()
+	defer stopPipes()
 	sigs, stopSignals := notifySignals()
 	defer stopSignals()
 	fs := newFlagSet("run")
@@ -202,6 +204,8 @@ func runCommand(args []string) error {
 	}
 	up.ctl, up.metricsSock, up.reg = ctl, metricsSock, reg
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
+	handler.workerControl.Store(cfg.WorkerControl)
+	ctl.IsWorker, ctl.AllowWorkers = workerCheck(cells), handler.workerControl.Load
 	if published && reg.Entry != "" {
 		// Clients find it from now on: by name, by pid, or as the only one.
 		if err := reg.Publish(); err != nil {
@@ -231,7 +235,9 @@ func runCommand(args []string) error {
 		}
 		h = withProbes(h, sup)
 		log.Infof("metrics on %s (%s) at /metrics, probes at /livez and /readyz", metricsSock.Name, metricsSock.Addr)
-		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
+		go func() {
+			metricsDone <- metrics.Serve(ctx, l, h, func(err error) { log.WithError(err).Warn("metrics socket") })
+		}()
 	} else {
 		metricsDone <- nil
 	}

@@ -25,3 +25,19 @@ func notifySignals() (sigs chan os.Signal, stop func()) {
 	signal.Notify(sigs, handledSignals...)
 	return sigs, func() { signal.Stop(sigs) }
 }
+
+// catchBrokenPipes makes a write to a closed stdout or stderr (the reader
+// of a log pipe died) fail with EPIPE instead of killing baton and
+// orphaning its workers: Go kills a program on EPIPE at fd 1 or 2 unless
+// SIGPIPE is notified. Notify, never signal.Ignore: an ignored disposition
+// survives execve into every worker, where a handled one is reset to the
+// default.
+func catchBrokenPipes() (stop func()) {
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	go func() {
+		for range pipes {
+		}
+	}()
+	return func() { signal.Stop(pipes); close(pipes) }
+}

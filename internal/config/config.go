@@ -100,6 +100,11 @@ type Config struct {
 	// passed to workers. Empty: no metrics.
 	MetricsSocket string
 
+	// WorkerControl lets baton's own workers, and the processes they start,
+	// use the control socket (reload, scale, status, upgrade). Zero
+	// (false): they are refused, whatever their uid; see docs/security.md.
+	WorkerControl bool
+
 	// Sockets are the sockets baton binds when systemd did not pass them,
 	// in declaration order, which is the order workers see them in.
 	Sockets []Socket

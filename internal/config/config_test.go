@@ -139,7 +139,7 @@ func TestFinishCrossFieldErrors(t *testing.T) {
 		{"command = [\"a\"]\ntimeout-grace = \"infinity\"\n", ":2:1: timeout-grace: infinity would let a hung worker live forever"},
 		{"command = [\"a\"]\ntimeout-signal = \"KILL\"\n", ":2:1: timeout-signal: SIGKILL leaves nothing to diagnose"},
 		{"command = [\"a\"]\nmemory-max = \"512MiB\"\nmax-memory = \"1G\"\n", ":3:1: max-memory: 1GiB is above memory-max 512MiB: the kernel would OOM-kill inside a worker before baton recycles it"},
-		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: address tcp://127.0.0.1:1 is already used at"},
+		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: sockets.b: address tcp://127.0.0.1:1 is already used at"},
 	} {
 		p := writeFile(t, tc.body)
 		c, err := Load(p)
@@ -358,5 +358,26 @@ func TestEnvironment(t *testing.T) {
 		if _, err := ParseEnv(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestWorkerControl(t *testing.T) {
+	c, err := resolve(t, nil, "app")
+	if err != nil || c.WorkerControl {
+		t.Fatalf("default: %v %v, want false", c.WorkerControl, err)
+	}
+	p := writeFile(t, "command = [\"a\"]\nworker-control = true\n")
+	if c, err := resolve(t, []string{"-c", p}); err != nil || !c.WorkerControl {
+		t.Errorf("from the file: %v %v", c.WorkerControl, err)
+	}
+	if c, err := resolve(t, []string{"-c", p, "--worker-control=false"}); err != nil || c.WorkerControl {
+		t.Errorf("the flag overrides the file: %v %v", c.WorkerControl, err)
+	}
+	if c, err := resolve(t, []string{"--worker-control"}, "app"); err != nil || !c.WorkerControl {
+		t.Errorf("flag: %v %v", c.WorkerControl, err)
+	}
+	p = writeFile(t, "command = [\"a\"]\n\nworker-control = \"yes\"\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":3:18: worker-control: want true or false, not a string") {
+		t.Errorf("a string: %v", err)
 	}
 }

@@ -40,6 +40,7 @@ type file struct {
 	Environment     map[string]string     `toml:"environment"`
 	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
+	WorkerControl   *bool                 `toml:"worker-control"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -150,6 +151,9 @@ func parse(path string, data []byte) (*Config, error) {
 			return nil, at("metrics-socket", err)
 		}
 		c.MetricsSocket = *f.MetricsSocket
+	}
+	if f.WorkerControl != nil {
+		c.WorkerControl = *f.WorkerControl
 	}
 	if f.MaxMemory != nil {
 		n, err := ParseSize(*f.MaxMemory)

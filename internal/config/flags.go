@@ -36,6 +36,7 @@ type Flags struct {
 	env             []string
 	cpuWeight       int
 	metricsSocket   string
+	workerControl   bool
 	// fromEnv maps the flags ApplyEnv set to their variables.
 	fromEnv map[string]string
 	// ReadFile reads the config file, by the name --config gives. Zero:
@@ -64,6 +65,7 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.drainDelay, "drain-delay", "", "on a graceful stop, `DURATION` baton stays up but unready (STATUS=, /readyz) before workers are told to stop (default 0s)")
 	fs.StringVar(&f.maxLifetime, "max-lifetime", "", "recycle a worker after this `DURATION`, less up to 10% jitter (default infinity: never)")
 	fs.StringVar(&f.metricsSocket, "metrics-socket", "", "serve Prometheus metrics on the socket of this `NAME` (not passed to workers)")
+	fs.BoolVar(&f.workerControl, "worker-control", false, "let workers (and what they start) use the control socket (default false: refused)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "recycle a worker whose resident memory exceeds `SIZE`, less up to 10% jitter: a number and K, M, G or T, each a power of 1024 as in systemd's MemoryMax= (512M, 512MB and 512MiB are all 536870912 bytes; 1.5G works); a bare number is bytes (default infinity: no limit)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "add `KEY=VALUE` to every worker's environment (repeatable; over the config file's [environment])")
 	fs.StringVar(&f.memoryMax, "memory-max", "", "hard memory limit of each worker, `SIZE` as for --max-memory (its cgroup's memory.max); needs a delegated cgroup (default: no limit)")
@@ -134,6 +136,9 @@ func (f *Flags) apply(c *Config) error {
 			return &Error{Key: f.key("metrics-socket"), Err: err}
 		}
 		c.MetricsSocket = f.metricsSocket
+	}
+	if changed("worker-control") {
+		c.WorkerControl = f.workerControl
 	}
 	if changed("max-memory") {
 		n, err := ParseSize(f.maxMemory)
@@ -350,11 +355,11 @@ func (c *Config) Finish() error {
 	for i := range c.Sockets {
 		s := &c.Sockets[i]
 		if prev, dup := seen[s.Name]; dup {
-			return fmt.Errorf("%s: socket %q is already defined at %s", s.where, s.Name, prev)
+			return c.socketError(s, fmt.Errorf("socket %q is already defined at %s", s.Name, prev))
 		}
 		seen[s.Name] = s.where
 		if prev, dup := addrs[s.Address]; dup {
-			return fmt.Errorf("%s: address %s is already used at %s", s.where, s.Address, prev)
+			return c.socketError(s, fmt.Errorf("address %s is already used at %s", s.Address, prev))
 		}
 		addrs[s.Address] = s.where
 		if s.Backlog == 0 {
@@ -365,6 +370,16 @@ func (c *Config) Finish() error {
 		}
 	}
 	return nil
+}
+
+// socketError is an error about socket s: at its table in the file, or
+// named by the flag that set it.
+func (c *Config) socketError(s *Socket, err error) error {
+	key := "sockets." + s.Name
+	if p, ok := c.pos[key]; ok && p.Line > 0 && s.where == p.String(c.Path) {
+		return &Error{File: c.Path, Line: p.Line, Column: p.Column, Key: key, Err: err}
+	}
+	return &Error{Key: s.where, Err: err}
 }
 
 // sizeString writes a size in the largest binary unit that divides it.

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/batonhq/baton/internal/fdutil"
+	"github.com/batonhq/baton/internal/unixsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,12 +75,12 @@ type Listener struct {
 // (and closed), never left queued or truncated into a leak.
 const maxFDs = 253
 
-// Listen creates the socket at path (removing a stale socket first).
+// Listen creates the socket at path. A stale socket file there is
+// removed first; one that a live process still uses is an error
+// (unixsock.ErrInUse).
 func Listen(path string) (*Listener, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale notify socket: %w", err)
-		}
+	if err := unixsock.RemoveStale(path); err != nil {
+		return nil, fmt.Errorf("notify socket: %w", err)
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {

@@ -211,6 +211,38 @@ func TestFDStoreMessages(t *testing.T) {
 	}
 }
 
+// A second listener never takes over a live one's path; a dead one's file
+// is replaced.
+func TestListenRefusesALiveSocket(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	l := listen(t)
+	_, err := Listen(l.Path())
+	if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), l.Path()+": address already in use") {
+		t.Fatalf("second listener: %v", err)
+	}
+	if err := sender(t, l).Send("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Receive(); err != nil || !d.Message.Ready {
+		t.Fatalf("the first listener lost its socket: %v", err)
+	}
+	// A socket file with nothing behind it is stale.
+	path := filepath.Join(t.TempDir(), "stale")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("no stale file to test with: %v", err)
+	}
+	l2, err := Listen(path)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	l2.Close()
+}
+
 // A manager that does not read its socket makes Send fail after its
 // timeout instead of blocking the sender for ever.
 func TestSendToAFullSocketTimesOut(t *testing.T) {
