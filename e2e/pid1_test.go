@@ -390,6 +390,11 @@ func TestPID1HandlesEverySignalItDocuments(t *testing.T) {
 		t.Fatalf("kill -HUP 1 inside the namespace: %v %s", err, out)
 	}
 	waitMetric("generation after SIGHUP", gen, 2)
+	// A stray SIGUSR1 (a log-reopen habit of other managers) ends nothing.
+	p.signal(syscall.SIGUSR1)
+	if !testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.log.String(), "SIGUSR1: ignored") }) {
+		t.Errorf("SIGUSR1 not logged:\n%s", p.log.String())
+	}
 	p.signal(syscall.SIGTTIN)
 	waitMetric("workers after SIGTTIN", wanted, 3)
 	p.signal(syscall.SIGTTOU)

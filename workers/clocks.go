@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/printable"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/sirupsen/logrus"
 )
@@ -240,7 +241,7 @@ func (s *Supervisor) ladderLog(w *worker, clock string, limit, overdue time.Dura
 		"age": s.now().Sub(w.spawned).Round(time.Millisecond).String(),
 	}
 	if w.status != "" {
-		f["status"] = w.status
+		f["status"] = printable.Escape(w.status)
 	}
 	if limit > 0 {
 		f["limit"] = config.FormatDuration(limit)

@@ -12,6 +12,7 @@ import (
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/contain"
+	"github.com/batonhq/baton/internal/printable"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -199,8 +200,8 @@ func (s *Supervisor) onExec(ev execEvent) {
 	if ev.errMsg != "" {
 		// The shim exits 127 right after; the exit event records the
 		// failure, this records why.
-		w.status = ev.errMsg
-		s.workerLog(w).Errorf("spawn worker %d: %s", w.slot, ev.errMsg)
+		w.execErr = ev.errMsg
+		s.workerLog(w).Errorf("spawn worker %d: %s", w.slot, printable.Escape(ev.errMsg))
 		return
 	}
 	if w.cfg.Readiness == config.ReadinessExec && w.state == Starting {
@@ -391,7 +392,7 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	fields := s.fields(w)
 	age := s.now().Sub(w.spawned)
 	if w.status != "" {
-		fields["status"] = w.status
+		fields["status"] = printable.Escape(w.status)
 	}
 	switch {
 	case w.retired || s.phase == phaseStopping:
@@ -411,8 +412,8 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	} else {
 		s.log.WithFields(fields).Errorf("worker %d of generation %d %s after %s", w.slot, w.gen, how, since(age))
 	}
-	if w.status != "" && strings.HasPrefix(w.status, "exec ") && w.readyAt.IsZero() {
-		how += " (" + w.status + ")"
+	if w.execErr != "" {
+		how += " (" + printable.Escape(w.execErr) + ")"
 	}
 	s.leaving(w, how)
 }

@@ -33,7 +33,8 @@ type worker struct {
 	retired bool
 
 	spawned, readyAt, stoppingAt time.Time
-	status                       string // last STATUS=
+	status                       string // last STATUS=: the worker's words, escaped wherever shown
+	execErr                      string // why the shim could not execute the command
 	mainPID                      int    // MAINPID= if the worker named a descendant
 
 	bootDeadline  time.Time     // Starting: EXTEND_TIMEOUT_USEC= moves it

@@ -304,6 +304,8 @@ func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *cont
 					log.WithError(err).Errorf("%s: no upgrade", name)
 				}
 			}()
+		case syscall.SIGUSR1:
+			log.Infof("%s: ignored (baton writes to stderr and the journal, and has no log file to reopen)", name)
 		case syscall.SIGTTIN, syscall.SIGTTOU:
 			delta := 1
 			if sig == syscall.SIGTTOU {

@@ -13,6 +13,10 @@ import (
 var handledSignals = []os.Signal{
 	syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
 	syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2,
+	// Acted on by nothing but a log line: other process managers use
+	// SIGUSR1 to reopen logs, and a stray one must not end baton (Go's
+	// default for it is to exit).
+	syscall.SIGUSR1,
 }
 
 // notifySignals queues handledSignals from the start of baton run, so that
