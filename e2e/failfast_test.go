@@ -57,8 +57,10 @@ func TestReloadToUnexecutableCommandIsRefused(t *testing.T) {
 	if log := r.readLog(); !strings.Contains(log, want) || strings.Contains(log, "rolling generation") {
 		t.Errorf("log lacks %q (or a rollout started):\n%s", want, log)
 	}
-	if st := r.show("StatusText"); st != "4/4 workers ready, generation 1" {
-		t.Errorf("status %q, want generation 1 unchanged", st)
+	// Generation 1 serves on, and the status says why the reload did not
+	// happen.
+	if st := r.show("StatusText"); !strings.HasPrefix(st, "4/4 workers ready, generation 1, last reload failed: refused: ") || !strings.Contains(st, "/run/no/such/app") {
+		t.Errorf("status %q, want generation 1 unchanged and the refusal", st)
 	}
 	if code, _ := get(t, r.url("/")); code != 200 {
 		t.Errorf("GET: %d", code)

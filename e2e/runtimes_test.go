@@ -87,7 +87,9 @@ watchdog-timeout = "10s"
 		name:           "gunicorn-without-preload",
 		example:        "python",
 		needs:          map[string]string{"test -x /usr/bin/gunicorn": "gunicorn"},
-		config:         "command = [\"/usr/bin/gunicorn\", \"--workers\", \"1\", \"--chdir\", \"APP\", \"app:app\"]\nworkers = 4\nsurge = 2\n",
+		// The settle window must outlast the import, which on a loaded
+		// machine takes seconds (docs/workers/gunicorn.md).
+		config:         "command = [\"/usr/bin/gunicorn\", \"--workers\", \"1\", \"--chdir\", \"APP\", \"app:app\"]\nworkers = 4\nsurge = 2\nsettle-time = \"10s\"\n",
 		env:            pythonEnv,
 		broken:         [2]string{"app:app", "broken:app"},
 		brokenStatus:   3, // gunicorn's arbiter: "Worker failed to boot."

@@ -485,8 +485,13 @@ func (s *Supervisor) abandonReloads() {
 	if r := s.rollout; r != nil {
 		s.rollout = nil
 		s.disarm(&r.alarm)
+		s.disarm(&s.reloadExtendAlarm)
+		err := fmt.Errorf("reload to generation %d abandoned: %w", r.gen, ErrStopping)
+		if r.failure != nil {
+			err = r.failure // a rollback: the reload had failed already
+		}
 		for _, c := range r.waiters {
-			c <- fmt.Errorf("reload to generation %d abandoned: %w", r.gen, ErrStopping)
+			c <- err
 		}
 	}
 	if q := s.queued; q != nil {

@@ -427,8 +427,19 @@ func TestRolloutHoldsTheCanaryForSettleTime(t *testing.T) {
 	if m.s.rollout == nil || m.s.rollout.phase != phaseSettling {
 		t.Fatalf("not settling")
 	}
-	// The new worker dies in the settle window: the reload fails.
+	// The new worker dies in the settle window: the reload fails, and
+	// slot 1, already handed to generation 2, is rolled back.
 	m.exit(next, 3)
+	if m.s.gen != 1 || m.s.rollout == nil || !m.s.rollout.rollback {
+		t.Fatalf("gen %d rollout %+v: want a rollback to generation 1", m.s.gen, m.s.rollout)
+	}
+	select {
+	case err := <-reply:
+		t.Fatalf("answered before the old generation was back: %v", err)
+	default:
+	}
+	m.advance(0)
+	m.notify(m.s.slots[0].next, "READY=1")
 	select {
 	case err := <-reply:
 		var f *WorkerFailure
@@ -436,10 +447,10 @@ func TestRolloutHoldsTheCanaryForSettleTime(t *testing.T) {
 			t.Fatalf("reload: %v", err)
 		}
 	default:
-		t.Fatal("no answer")
+		t.Fatal("no answer once rolled back")
 	}
-	if m.s.gen != 1 || m.s.rollout == nil || !m.s.rollout.rollback {
-		t.Errorf("gen %d rollout %+v: want a rollback to generation 1", m.s.gen, m.s.rollout)
+	if m.s.rollout != nil || m.s.slots[0].w.gen != 1 {
+		t.Errorf("not rolled back: %+v", m.s.slots[0].w)
 	}
 }
 

@@ -44,6 +44,9 @@ type rollout struct {
 	alarm    alarm
 	// announced: RELOADING=1 went to systemd, READY=1 must follow.
 	announced bool
+	// failure, in a rollback, is the failed reload it undoes: its waiters
+	// hear of it once the old generation is back in every slot.
+	failure error
 }
 
 type rolloutPhase int
@@ -344,6 +347,7 @@ func (s *Supervisor) rolloutFailed(cause error) {
 	}
 	if r.rollback {
 		s.log.Errorf("rollback to generation %d failed: %v; the slots it could not restore keep generation %d", r.gen, cause, r.from)
+		s.answerReload(r, fmt.Errorf("%w; the rollback failed too: %v", r.failure, cause))
 		s.startQueued()
 		return
 	}
@@ -351,17 +355,14 @@ func (s *Supervisor) rolloutFailed(cause error) {
 	s.log.WithField("generation", r.gen).Error(err)
 	s.lastReloadErr = err.Error()
 	s.record(r, err)
-	for _, c := range r.waiters {
-		c <- err
-	}
-	s.endReload(r)
 	// Slots already handed to the failed generation go back to the old
 	// one: empty ones respawn it at once, live ones are replaced like in
 	// any rollout. Slots the failed rollout added (scale up) go.
 	for len(s.slots) > s.cfg.Workers {
 		s.dropLastSlot(StopCancelled, "its rollout failed")
 	}
-	back := &rollout{gen: r.from, cfg: s.cfg, sockets: s.sockets, from: r.gen, started: s.now(), phase: phaseRolling, rollback: true, reason: "rollback"}
+	back := &rollout{gen: r.from, cfg: s.cfg, sockets: s.sockets, from: r.gen, started: s.now(), phase: phaseRolling, rollback: true, reason: "rollback",
+		waiters: r.waiters, announced: r.announced, failure: err}
 	back.alarm = newAlarm(func(now time.Time) { s.rolloutAlarm(back, now) })
 	for _, sl := range s.slots {
 		if sl.gen != r.gen {
@@ -378,12 +379,24 @@ func (s *Supervisor) rolloutFailed(cause error) {
 	// new worker still draining keeps its own until it exits.
 	s.closeUnusedSockets()
 	if len(back.pending) > 0 {
+		// Whoever waits hears of the failure once every slot is back on
+		// the old generation: systemctl reload returns with the pool whole.
 		s.log.Warnf("rolling %d workers back to generation %d", len(back.pending), r.from)
 		s.rollout = back
 		s.rolloutStep()
 		return
 	}
+	s.answerReload(r, err)
 	s.startQueued()
+}
+
+// answer tells a rollout's waiters how it went, and systemd that the
+// reload is over.
+func (s *Supervisor) answerReload(r *rollout, err error) {
+	for _, c := range r.waiters {
+		c <- err
+	}
+	s.endReload(r)
 }
 
 func (s *Supervisor) finishRollout(r *rollout) {
@@ -392,6 +405,7 @@ func (s *Supervisor) finishRollout(r *rollout) {
 	s.statusDirty = true
 	if r.rollback {
 		s.log.Infof("rolled back to generation %d", r.gen)
+		s.answerReload(r, r.failure)
 		s.startQueued()
 		return
 	}
@@ -405,10 +419,7 @@ func (s *Supervisor) finishRollout(r *rollout) {
 	s.lastReloadErr = ""
 	s.record(r, nil)
 	s.log.WithField("generation", r.gen).Infof("reload done: generation %d serves, %d/%d workers ready (%s)", r.gen, s.nReady, s.cfg.Workers, s.now().Sub(r.started).Round(time.Millisecond))
-	for _, c := range r.waiters {
-		c <- nil
-	}
-	s.endReload(r)
+	s.answerReload(r, nil)
 	s.recycleStep()
 	s.startQueued()
 }
@@ -442,8 +453,9 @@ func (s *Supervisor) ReloadRefused(err error) { s.send(refusedEvent{err}) }
 type refusedEvent struct{ err error }
 
 func (s *Supervisor) refused(err error) {
-	s.lastGen++
-	res := ReloadResult{Generation: s.lastGen, Started: s.now(), Err: "refused: " + err.Error()}
+	// The generation it would have been: no worker of it ever ran, so the
+	// next reload takes the number.
+	res := ReloadResult{Generation: s.lastGen + 1, Started: s.now(), Err: "refused: " + err.Error()}
 	s.lastReloadErr = res.Err
 	s.reloads = append(s.reloads, res)
 	if len(s.reloads) > 10 {
