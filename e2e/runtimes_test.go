@@ -84,9 +84,9 @@ watchdog-timeout = "10s"
 		// preload. gunicorn says READY=1 before its worker imports the
 		// application; a release that cannot import fails after "ready",
 		// which only the supervisor's settle window catches.
-		name:           "gunicorn-without-preload",
-		example:        "python",
-		needs:          map[string]string{"test -x /usr/bin/gunicorn": "gunicorn"},
+		name:    "gunicorn-without-preload",
+		example: "python",
+		needs:   map[string]string{"test -x /usr/bin/gunicorn": "gunicorn"},
 		// The settle window must outlast the import, which on a loaded
 		// machine takes seconds (docs/workers/gunicorn.md).
 		config:         "command = [\"/usr/bin/gunicorn\", \"--workers\", \"1\", \"--chdir\", \"APP\", \"app:app\"]\nworkers = 4\nsurge = 2\nsettle-time = \"10s\"\n",
