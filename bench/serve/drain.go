@@ -76,19 +76,24 @@ func runDrain(ctx context.Context, o options, out io.Writer) (*drainResult, erro
 	var reloadErrs []error
 	var took []time.Duration
 	for i := 1; i <= o.reloads; i++ {
-		time.Sleep(time.Until(begin.Add(o.duration * time.Duration(i) / time.Duration(o.reloads+1))))
+		if err := sleep(ctx, time.Until(begin.Add(o.duration*time.Duration(i)/time.Duration(o.reloads+1)))); err != nil {
+			break
+		}
 		t0 := time.Now()
 		if _, err := mgr.Systemctl(ctx, "reload", "drain.service"); err != nil {
 			reloadErrs = append(reloadErrs, err)
 		}
 		took = append(took, time.Since(t0))
 	}
-	time.Sleep(time.Until(begin.Add(o.duration)))
+	werr := sleep(ctx, time.Until(begin.Add(o.duration)))
 	close(stop)
 	t := <-done
 	elapsed := time.Since(begin)
-	if _, err := mgr.Systemctl(ctx, "stop", "drain.service", "drain.socket"); err != nil {
+	if _, err := mgr.Systemctl(context.WithoutCancel(ctx), "stop", "drain.service", "drain.socket"); err != nil {
 		return nil, err
+	}
+	if werr != nil {
+		return nil, werr
 	}
 
 	fmt.Fprintf(out, "keep-alive drain: %d workers, %d keep-alive clients (every other one pausing up to %s between requests), %s, %d reloads, GET %s\n\n", o.workers, o.concurrency, o.think, o.duration, o.reloads, o.path)

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/bench/load"
@@ -39,12 +41,15 @@ func main() {
 	flag.DurationVar(&o.think, "think", 20*time.Millisecond, "drain: every other client waits up to this long between requests, so that connections sit idle")
 	flag.StringVar(&o.hello, "hello", "", "drain: run this example binary instead of building examples/hello (to compare builds)")
 	flag.Parse()
+	// Interrupted, the benchmark still stops the services it started.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var err error
 	switch o.run {
 	case "reports":
-		_, err = runReports(context.Background(), o, os.Stdout)
+		_, err = runReports(ctx, o, os.Stdout)
 	case "drain":
-		_, err = runDrain(context.Background(), o, os.Stdout)
+		_, err = runDrain(ctx, o, os.Stdout)
 	default:
 		err = fmt.Errorf("-run %q: want reports or drain", o.run)
 	}

@@ -80,18 +80,23 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 			stop := make(chan struct{})
 			done := make(chan *tally, 1)
 			go func() { done <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
-			time.Sleep(o.warmup)
+			werr := sleep(ctx, o.warmup)
 			close(stop)
 			<-done
 			stop = make(chan struct{})
 			go func() { done <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
 			began := time.Now()
-			time.Sleep(o.duration)
+			if werr == nil {
+				werr = sleep(ctx, o.duration)
+			}
 			close(stop)
 			t := <-done
 			elapsed := time.Since(began)
 			if err := p.stop(); err != nil {
 				return nil, fmt.Errorf("%s: stop: %w", c.name, err)
+			}
+			if werr != nil {
+				return nil, werr
 			}
 			rates[i] = append(rates[i], float64(t.requests)/elapsed.Seconds())
 			if results[i] == nil {
@@ -102,12 +107,16 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 		}
 	}
 	fmt.Fprintf(out, "request reporting: %d workers, %d keep-alive clients, GET %s, %d rounds of %s per case (median req/s)\n\n", o.workers, o.concurrency, o.path, o.rounds, o.duration)
-	fmt.Fprintln(out, "| case | req/s (median) | rounds | vs reporting off | requests | failed | p50 | p99 |")
+	fmt.Fprintln(out, "| case | req/s (median) | rounds | vs reporting off, same round (median) | requests | failed | p50 | p99 |")
 	fmt.Fprintln(out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-	base := map[string]float64{}
+	// Each case is compared with reporting off under the same runner in
+	// the same round, minutes apart at most, and the median of those
+	// ratios taken: on a shared machine the load drifts more between
+	// rounds than within one.
+	base := map[string]int{}
 	for i, c := range cases {
 		if c.reports == "off" {
-			base[c.runner] = median(rates[i])
+			base[c.runner] = i
 		}
 	}
 	for i, c := range cases {
@@ -117,8 +126,12 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 			rs = append(rs, strconv.Itoa(int(r)))
 		}
 		vs := "—"
-		if c.reports != "off" && base[c.runner] > 0 {
-			vs = fmt.Sprintf("%+.1f%%", (m/base[c.runner]-1)*100)
+		if b, ok := base[c.runner]; ok && c.reports != "off" {
+			var ratios []float64
+			for r := range rates[i] {
+				ratios = append(ratios, rates[i][r]/rates[b][r])
+			}
+			vs = fmt.Sprintf("%+.1f%%", (median(ratios)-1)*100)
 		}
 		p50, p99 := percentiles(results[i].latencies)
 		fmt.Fprintf(out, "| %s | %.0f | %s | %s | %d | %d | %s | %s |\n", c.name, m, strings.Join(rs, ", "), vs, results[i].requests, results[i].failedTotal(), round(p50), round(p99))
@@ -211,7 +224,7 @@ func startBaton(ctx context.Context, dir string, c reportsCase, workers int) (*p
 		args = append(args, "--request-timeout", "1h")
 	}
 	args = append(args, "--", filepath.Join(dir, "hello"))
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "baton"), args...)
+	cmd := exec.Command(filepath.Join(dir, "baton"), args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "BATON_REQUEST_REPORTS="+c.reports)
 	logf, err := os.Create(filepath.Join(dir, "baton.log"))
 	if err != nil {
@@ -282,7 +295,7 @@ func startHarness(ctx context.Context, dir string, c reportsCase, workers int) (
 		return errors.Join(errs...)
 	}
 	for i := 1; i <= workers; i++ {
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, filepath.Join(dir, "hello"))
+		cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, filepath.Join(dir, "hello"))
 		cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET="+ns.path,
 			"BATON_WORKER="+strconv.Itoa(i), "BATON_GENERATION=1", "BATON_REQUEST_REPORTS="+c.reports)
 		cmd.ExtraFiles = []*os.File{lf}
@@ -328,6 +341,19 @@ func startHarness(ctx context.Context, dir string, c reportsCase, workers int) (
 		}
 	}()
 	return &pool{addr: addr, stop: func() error { close(quit); <-read; return cleanup() }}, nil
+}
+
+// sleep waits d, or less if ctx ends (an interrupted benchmark still
+// stops what it started).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func median(xs []float64) float64 {
