@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // conn is an accepted connection as serve tracks it: its HTTP state and
@@ -43,6 +46,26 @@ func (c *conn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// pending reports whether bytes wait in the kernel's receive queue: a
+// request sent in time but not yet read by its goroutine (the machine is
+// busy) must not be closed away.
+func (c *conn) pending() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	// An ioctl error (no queue to ask about) reads as nothing pending.
+	if err := rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		return false
+	}
+	return n > 0
 }
 
 // NetConn returns the connection as accepted, for handlers that hijack and
@@ -98,7 +121,7 @@ func (s *Server) closeQuiet(now int64) (open, active int) {
 	for c := range s.conns {
 		switch http.ConnState(c.state.Load()) {
 		case http.StateNew, http.StateIdle:
-			if now-max(c.since.Load(), start) >= int64(s.quiet) && !c.readSince.Load() {
+			if now-max(c.since.Load(), start) >= int64(s.quiet) && !c.readSince.Load() && !c.pending() {
 				delete(s.conns, c)
 				// Its goroutine in net/http, blocked reading, returns and
 				// reports StateClosed; the error of this first close is

@@ -98,8 +98,8 @@
 //  4. A connection idle (or accepted and silent) is closed only once it
 //     has been quiet for QuietWindow (1s), counted from the later of the
 //     drain's start and its last response, and only if no byte of a next
-//     request has arrived. A client that sends within the window is
-//     answered, not reset.
+//     request has arrived (read, or waiting in the kernel's queue). A
+//     client that sends within the window is answered, not reset.
 //  5. Requests running finish; when no connection is left, the drain
 //     ends and Serve returns.
 //

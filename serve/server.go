@@ -165,16 +165,16 @@ func (s *Server) Close() error {
 // ServeHTTP is the handler net/http calls: it marks responses during a
 // drain, reports the request, and applies its deadline.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A protocol upgrade (WebSocket) is a connection, not a request: it
+	// has no deadline, is not reported, and its 101 must not say close.
+	if r.Header.Get("Upgrade") != "" {
+		s.handler.ServeHTTP(w, r)
+		return
+	}
 	if s.draining.Load() {
 		// net/http closes the connection after this response, and the
 		// client knows not to send on it again.
 		w.Header().Set("Connection", "close")
-	}
-	// A protocol upgrade (WebSocket) is a connection, not a request: it
-	// has no deadline and is not reported.
-	if r.Header.Get("Upgrade") != "" {
-		s.handler.ServeHTTP(w, r)
-		return
 	}
 	tok := s.begin(r)
 	if s.timeout <= 0 {

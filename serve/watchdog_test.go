@@ -104,14 +104,17 @@ func TestWatchdogGoesOnWhileOtherRequestsComplete(t *testing.T) {
 			}
 		}
 	}()
+	// Pings, all while the wedged request is overdue. (How many depends
+	// on the client keeping up on a busy machine; that some come is the
+	// point.)
 	m.drainMsgs()
 	for range 4 {
 		m.waitFor(t, "WATCHDOG=1", 10*time.Second)
 	}
 	close(stop)
 	<-done
-	if strings.Contains(r.log.String(), "withholding") {
-		t.Errorf("withheld while requests completed:\n%s", r.log)
+	if r.s.overdue.Load() != 1 {
+		t.Errorf("overdue %d: the wedged request ended early", r.s.overdue.Load())
 	}
 }
 

@@ -54,7 +54,11 @@ func runDrain(ctx context.Context, o options, out io.Writer) (*drainResult, erro
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "drain.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("command = [%q]\nworkers = %d\nsurge = 2\n", hello, o.workers)), 0o644); err != nil {
+	command := fmt.Sprintf("%q", hello)
+	if o.quiet > 0 {
+		command += fmt.Sprintf(", \"-quiet-window\", %q", o.quiet.String())
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("command = [%s]\nworkers = %d\nsurge = 2\n", command, o.workers)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := mgr.WriteUnit(ctx, "drain.socket", fmt.Sprintf("[Socket]\nListenStream=127.0.0.1:%d\nFileDescriptorName=web\nBacklog=4096\n", port)); err != nil {

@@ -25,6 +25,7 @@ type options struct {
 	reloads int
 	think   time.Duration
 	hello   string
+	quiet   time.Duration
 }
 
 func main() {
@@ -39,6 +40,7 @@ func main() {
 	flag.BoolVar(&o.batonScoreboard, "baton-scoreboard", false, "reports: also run the example under baton reporting through the scoreboard baton passes (needs the supervisor side wired)")
 	flag.IntVar(&o.reloads, "reloads", 5, "drain: reloads during the run")
 	flag.DurationVar(&o.think, "think", 20*time.Millisecond, "drain: every other client waits up to this long between requests, so that connections sit idle")
+	flag.DurationVar(&o.quiet, "quiet-window", 0, "drain: the example's -quiet-window (0: its default, 1s)")
 	flag.StringVar(&o.hello, "hello", "", "drain: run this example binary instead of building examples/hello (to compare builds)")
 	flag.Parse()
 	// Interrupted, the benchmark still stops the services it started.
