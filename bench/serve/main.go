@@ -21,6 +21,7 @@ type options struct {
 	workers         int
 	path            string
 	batonScoreboard bool
+	calibrate       bool
 	// drain
 	reloads int
 	think   time.Duration
@@ -38,6 +39,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 4, "example workers")
 	flag.StringVar(&o.path, "path", "/", "request path")
 	flag.BoolVar(&o.batonScoreboard, "baton-scoreboard", false, "reports: also run the example under baton reporting through the scoreboard baton passes (needs the supervisor side wired)")
+	flag.BoolVar(&o.calibrate, "calibrate", false, "reports: also measure reporting off beside reporting off, to see the method's own bias")
 	flag.IntVar(&o.reloads, "reloads", 5, "drain: reloads during the run")
 	flag.DurationVar(&o.think, "think", 20*time.Millisecond, "drain: every other client waits up to this long between requests, so that connections sit idle")
 	flag.DurationVar(&o.quiet, "quiet-window", 0, "drain: the example's -quiet-window (0: its default, 1s)")

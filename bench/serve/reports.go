@@ -27,20 +27,35 @@ type reportsCase struct {
 	runner  string // "baton" or "harness"
 	reports string // BATON_REQUEST_REPORTS for the workers
 	board   bool   // the harness passes a scoreboard
+	// calibration: reporting off too, measured beside reporting off, to
+	// show what the method itself makes of two identical pools.
+	calibration bool
 }
 
-func reportsCases(batonScoreboard bool) []reportsCase {
+// slug names the case's files.
+func (c reportsCase) slug() string {
+	if c.calibration {
+		return c.runner + "-" + c.reports + "-again"
+	}
+	return c.runner + "-" + c.reports
+}
+
+func reportsCases(batonScoreboard, calibrate bool) []reportsCase {
 	cs := []reportsCase{
-		{"baton, reporting off", "baton", "off", false},
-		{"baton, datagrams", "baton", "notify", false},
+		{name: "baton, reporting off", runner: "baton", reports: "off"},
+		{name: "baton, datagrams", runner: "baton", reports: "notify"},
 	}
 	if batonScoreboard {
-		cs = append(cs, reportsCase{"baton, scoreboard", "baton", "scoreboard", false})
+		cs = append(cs, reportsCase{name: "baton, scoreboard", runner: "baton", reports: "scoreboard"})
 	}
-	return append(cs,
-		reportsCase{"harness, reporting off", "harness", "off", false},
-		reportsCase{"harness, scoreboard", "harness", "scoreboard", true},
+	cs = append(cs,
+		reportsCase{name: "harness, reporting off", runner: "harness", reports: "off"},
+		reportsCase{name: "harness, scoreboard", runner: "harness", reports: "scoreboard", board: true},
 	)
+	if calibrate {
+		cs = append(cs, reportsCase{name: "harness, reporting off again (A/A)", runner: "harness", reports: "off", calibration: true})
+	}
+	return cs
 }
 
 // pool is the example running under one case, until stopped.
@@ -52,13 +67,18 @@ type pool struct {
 // runReports measures every case in rounds, interleaved so that drift on a
 // shared machine touches all of them alike, and reports each case's
 // median throughput against reporting off under the same runner.
-// reportsResult is one case's numbers.
+// reportsResult is one reporting case's numbers, beside reporting off.
 type reportsResult struct {
-	c         reportsCase
-	perSecond float64
-	load      *tally
+	c                       reportsCase
+	perSecond, offPerSecond float64 // medians over the rounds
+	load, offLoad           *tally  // the off case's is summed over every pair it was in
 }
 
+// runReports measures each reporting case against reporting off under the
+// same runner, both pools at once, each with its own clients: they share
+// the machine at the same moments, so what another process on a shared
+// machine takes, it takes from both, and the ratio of their throughputs is
+// what reporting costs. Rounds repeat that; the median ratio is reported.
 func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult, error) {
 	dir, err := os.MkdirTemp("", "baton-bench-serve-")
 	if err != nil {
@@ -68,82 +88,110 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 	if err := build(dir); err != nil {
 		return nil, err
 	}
-	cases := reportsCases(o.batonScoreboard)
-	rates := make([][]float64, len(cases))
+	cases := reportsCases(o.batonScoreboard, o.calibrate)
 	results := make([]*tally, len(cases))
+	for i := range cases {
+		results[i] = newTally()
+	}
+	// pairs: each reporting case with its runner's reporting-off case.
+	var pairs [][2]int
+	for i, c := range cases {
+		for j, b := range cases {
+			if b.runner == c.runner && b.reports == "off" && !b.calibration && (c.reports != "off" || c.calibration) {
+				pairs = append(pairs, [2]int{j, i})
+			}
+		}
+	}
+	// rates[p][0] are pair p's reporting-off rates, [1] its reporting ones.
+	rates := make([][2][]float64, len(pairs))
 	for round := range o.rounds {
-		for i, c := range cases {
-			p, err := startPool(ctx, dir, c, o.workers)
+		for p, pr := range pairs {
+			got, err := measureTogether(ctx, dir, o, cases[pr[0]], cases[pr[1]])
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", c.name, err)
+				return nil, err
 			}
-			stop := make(chan struct{})
-			done := make(chan *tally, 1)
-			go func() { done <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
-			werr := sleep(ctx, o.warmup)
-			close(stop)
-			<-done
-			stop = make(chan struct{})
-			go func() { done <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
-			began := time.Now()
-			if werr == nil {
-				werr = sleep(ctx, o.duration)
+			for k, i := range pr {
+				rates[p][k] = append(rates[p][k], got[k].rate)
+				results[i].add(got[k].load)
 			}
-			close(stop)
-			t := <-done
-			elapsed := time.Since(began)
-			if err := p.stop(); err != nil {
-				return nil, fmt.Errorf("%s: stop: %w", c.name, err)
-			}
-			if werr != nil {
-				return nil, werr
-			}
-			rates[i] = append(rates[i], float64(t.requests)/elapsed.Seconds())
-			if results[i] == nil {
-				results[i] = newTally()
-			}
-			results[i].add(t)
-			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f req/s, %d failed\n", round+1, c.name, float64(t.requests)/elapsed.Seconds(), t.failedTotal())
+			fmt.Fprintf(os.Stderr, "round %d: %s %.0f req/s, %s %.0f req/s\n", round+1, cases[pr[0]].name, got[0].rate, cases[pr[1]].name, got[1].rate)
 		}
 	}
-	fmt.Fprintf(out, "request reporting: %d workers, %d keep-alive clients, GET %s, %d rounds of %s per case (median req/s)\n\n", o.workers, o.concurrency, o.path, o.rounds, o.duration)
-	fmt.Fprintln(out, "| case | req/s (median) | rounds | vs reporting off, same round (median) | requests | failed | p50 | p99 |")
-	fmt.Fprintln(out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-	// Each case is compared with reporting off under the same runner in
-	// the same round, minutes apart at most, and the median of those
-	// ratios taken: on a shared machine the load drifts more between
-	// rounds than within one.
-	base := map[string]int{}
-	for i, c := range cases {
-		if c.reports == "off" {
-			base[c.runner] = i
-		}
-	}
-	for i, c := range cases {
-		m := median(rates[i])
+	fmt.Fprintf(out, "request reporting: each case beside reporting off under the same runner, at once; %d workers and %d keep-alive clients each, GET %s, %d rounds of %s\n\n", o.workers, o.concurrency, o.path, o.rounds, o.duration)
+	fmt.Fprintln(out, "| case | req/s (median) | req/s, reporting off beside it (median) | on/off, each round | on vs off (median) | failed | p50 | p99 |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+	var res []reportsResult
+	for p, pr := range pairs {
+		off, on := rates[p][0], rates[p][1]
+		var ratios []float64
 		var rs []string
-		for _, r := range rates[i] {
-			rs = append(rs, strconv.Itoa(int(r)))
+		for r := range on {
+			ratios = append(ratios, on[r]/off[r])
+			rs = append(rs, fmt.Sprintf("%.2f", on[r]/off[r]))
 		}
-		vs := "—"
-		if b, ok := base[c.runner]; ok && c.reports != "off" {
-			var ratios []float64
-			for r := range rates[i] {
-				ratios = append(ratios, rates[i][r]/rates[b][r])
-			}
-			vs = fmt.Sprintf("%+.1f%%", (median(ratios)-1)*100)
-		}
-		p50, p99 := percentiles(results[i].latencies)
-		fmt.Fprintf(out, "| %s | %.0f | %s | %s | %d | %d | %s | %s |\n", c.name, m, strings.Join(rs, ", "), vs, results[i].requests, results[i].failedTotal(), round(p50), round(p99))
+		p50, p99 := percentiles(results[pr[1]].latencies)
+		fmt.Fprintf(out, "| %s | %.0f | %.0f | %s | %+.1f%% | %d | %s | %s |\n", cases[pr[1]].name, median(on), median(off), strings.Join(rs, ", "), (median(ratios)-1)*100, results[pr[1]].failedTotal(), round(p50), round(p99))
+		res = append(res, reportsResult{c: cases[pr[1]], perSecond: median(on), offPerSecond: median(off), load: results[pr[1]], offLoad: results[pr[0]]})
 	}
 	for i, c := range cases {
 		for k, e := range results[i].firstErr {
 			fmt.Fprintf(out, "\n%s: %d %s, first: %s\n", c.name, results[i].failed[k], k, e)
 		}
 	}
-	var res []reportsResult
-	for i, c := range cases {
-		res = append(res, reportsResult{c: c, perSecond: median(rates[i]), load: results[i]})
+	return res, nil
+}
+
+type measured struct {
+	rate float64
+	load *tally
+}
+
+// measureTogether runs two cases' pools at once, loads both, and returns
+// each one's throughput.
+func measureTogether(ctx context.Context, dir string, o options, a, b reportsCase) ([2]measured, error) {
+	var res [2]measured
+	var pools [2]*pool
+	stopAll := func() error {
+		var errs []error
+		for _, p := range pools {
+			if p != nil {
+				errs = append(errs, p.stop())
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for k, c := range [2]reportsCase{a, b} {
+		p, err := startPool(ctx, dir, c, o.workers)
+		if err != nil {
+			return res, errors.Join(fmt.Errorf("%s: %w", c.name, err), stopAll())
+		}
+		pools[k] = p
+	}
+	run := func(d time.Duration) ([2]*tally, time.Duration, error) {
+		stop := make(chan struct{})
+		var dones [2]chan *tally
+		for k, p := range pools {
+			dones[k] = make(chan *tally, 1)
+			go func() { dones[k] <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
+		}
+		began := time.Now()
+		err := sleep(ctx, d)
+		close(stop)
+		var ts [2]*tally
+		for k := range dones {
+			ts[k] = <-dones[k]
+		}
+		return ts, time.Since(began), err
+	}
+	if _, _, err := run(o.warmup); err != nil {
+		return res, errors.Join(err, stopAll())
+	}
+	ts, elapsed, err := run(o.duration)
+	if err := errors.Join(err, stopAll()); err != nil {
+		return res, err
+	}
+	for k := range res {
+		res[k] = measured{rate: float64(ts[k].requests) / elapsed.Seconds(), load: ts[k]}
 	}
 	return res, nil
 }
@@ -215,18 +263,18 @@ func startBaton(ctx context.Context, dir string, c reportsCase, workers int) (*p
 	if err != nil {
 		return nil, err
 	}
-	ns, err := newNotifySocket(dir, "baton-notify.sock")
+	ns, err := newNotifySocket(dir, c.slug()+"-notify.sock")
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"run", "-w", strconv.Itoa(workers), "-b", fmt.Sprintf("web=tcp://127.0.0.1:%d", port), "--control", filepath.Join(dir, "control.sock"), "--log-level", "warning"}
+	args := []string{"run", "-w", strconv.Itoa(workers), "-b", fmt.Sprintf("web=tcp://127.0.0.1:%d", port), "--control", filepath.Join(dir, c.slug()+"-control.sock"), "--log-level", "warning"}
 	if c.reports != "off" {
 		args = append(args, "--request-timeout", "1h")
 	}
 	args = append(args, "--", filepath.Join(dir, "hello"))
 	cmd := exec.Command(filepath.Join(dir, "baton"), args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "BATON_REQUEST_REPORTS="+c.reports)
-	logf, err := os.Create(filepath.Join(dir, "baton.log"))
+	logf, err := os.Create(filepath.Join(dir, c.slug()+".log"))
 	if err != nil {
 		ns.close()
 		return nil, err
@@ -272,7 +320,7 @@ func startHarness(ctx context.Context, dir string, c reportsCase, workers int) (
 	if err != nil {
 		return nil, err
 	}
-	ns, err := newNotifySocket(dir, "harness-notify.sock")
+	ns, err := newNotifySocket(dir, c.slug()+"-notify.sock")
 	if err != nil {
 		lf.Close()
 		return nil, err
