@@ -49,7 +49,8 @@ type Server struct {
 }
 
 // New checks cfg and makes a Server. It takes the scoreboard baton passed
-// (BATON_SCOREBOARD_FD), if any, and reads the watchdog interval
+// (BATON_SCOREBOARD_FD), if any: the first Server made gets it, later ones
+// report as if none was passed. It reads the watchdog interval
 // (WATCHDOG_USEC, for this pid as WATCHDOG_PID says).
 func New(cfg Config) (*Server, error) {
 	srv := cfg.Server
