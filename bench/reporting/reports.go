@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/scoreboard"
 )
 
@@ -71,7 +72,7 @@ type pool struct {
 type reportsResult struct {
 	c                       reportsCase
 	perSecond, offPerSecond float64 // medians over the rounds
-	load, offLoad           *tally  // the off case's is summed over every pair it was in
+	on, off                 load.Summary
 }
 
 // runReports measures each reporting case against reporting off under the
@@ -80,7 +81,7 @@ type reportsResult struct {
 // machine takes, it takes from both, and the ratio of their throughputs is
 // what reporting costs. Rounds repeat that; the median ratio is reported.
 func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult, error) {
-	dir, err := os.MkdirTemp("", "baton-bench-serve-")
+	dir, err := os.MkdirTemp("", "baton-bench-reporting-")
 	if err != nil {
 		return nil, err
 	}
@@ -89,10 +90,6 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 		return nil, err
 	}
 	cases := reportsCases(o.batonScoreboard, o.calibrate)
-	results := make([]*tally, len(cases))
-	for i := range cases {
-		results[i] = newTally()
-	}
 	// pairs: each reporting case with its runner's reporting-off case.
 	var pairs [][2]int
 	for i, c := range cases {
@@ -102,19 +99,24 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 			}
 		}
 	}
-	// rates[p][0] are pair p's reporting-off rates, [1] its reporting ones.
+	// rates[p][0] are pair p's reporting-off rates, [1] its reporting ones;
+	// results[p] all of their records.
 	rates := make([][2][]float64, len(pairs))
+	results := make([][2]*load.Result, len(pairs))
 	for round := range o.rounds {
 		for p, pr := range pairs {
 			got, err := measureTogether(ctx, dir, o, cases[pr[0]], cases[pr[1]])
 			if err != nil {
 				return nil, err
 			}
-			for k, i := range pr {
-				rates[p][k] = append(rates[p][k], got[k].rate)
-				results[i].add(got[k].load)
+			for k := range pr {
+				rates[p][k] = append(rates[p][k], got[k].Summary().PerSecond)
+				if results[p][k] == nil {
+					results[p][k] = &load.Result{}
+				}
+				results[p][k].Records = append(results[p][k].Records, got[k].Records...)
 			}
-			fmt.Fprintf(os.Stderr, "round %d: %s %.0f req/s, %s %.0f req/s\n", round+1, cases[pr[0]].name, got[0].rate, cases[pr[1]].name, got[1].rate)
+			fmt.Fprintf(os.Stderr, "round %d: %s %.0f req/s, %s %.0f req/s\n", round+1, cases[pr[0]].name, rates[p][0][round], cases[pr[1]].name, rates[p][1][round])
 		}
 	}
 	fmt.Fprintf(out, "request reporting: each case beside reporting off under the same runner, at once; %d workers and %d keep-alive clients each, GET %s, %d rounds of %s\n\n", o.workers, o.concurrency, o.path, o.rounds, o.duration)
@@ -129,27 +131,22 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 			ratios = append(ratios, on[r]/off[r])
 			rs = append(rs, fmt.Sprintf("%.2f", on[r]/off[r]))
 		}
-		p50, p99 := percentiles(results[pr[1]].latencies)
-		fmt.Fprintf(out, "| %s | %.0f | %.0f | %s | %+.1f%% | %d | %s | %s |\n", cases[pr[1]].name, median(on), median(off), strings.Join(rs, ", "), (median(ratios)-1)*100, results[pr[1]].failedTotal(), round(p50), round(p99))
-		res = append(res, reportsResult{c: cases[pr[1]], perSecond: median(on), offPerSecond: median(off), load: results[pr[1]], offLoad: results[pr[0]]})
-	}
-	for i, c := range cases {
-		for k, e := range results[i].firstErr {
-			fmt.Fprintf(out, "\n%s: %d %s, first: %s\n", c.name, results[i].failed[k], k, e)
+		sOn, sOff := results[p][1].Summary(), results[p][0].Summary()
+		fmt.Fprintf(out, "| %s | %.0f | %.0f | %s | %+.1f%% | %d | %s | %s |\n", cases[pr[1]].name, median(on), median(off), strings.Join(rs, ", "), (median(ratios)-1)*100, sOn.Failed+sOff.Failed, load.Round(sOn.P50), load.Round(sOn.P99))
+		for k, s := range [2]load.Summary{sOff, sOn} {
+			if s.Failed > 0 {
+				fmt.Fprintf(out, "\n%s: %d failed (%s), first: %v\n", cases[pr[k]].name, s.Failed, s.FailedKinds(), results[p][k].Failures()[0])
+			}
 		}
+		res = append(res, reportsResult{c: cases[pr[1]], perSecond: median(on), offPerSecond: median(off), on: sOn, off: sOff})
 	}
 	return res, nil
 }
 
-type measured struct {
-	rate float64
-	load *tally
-}
-
-// measureTogether runs two cases' pools at once, loads both, and returns
-// each one's throughput.
-func measureTogether(ctx context.Context, dir string, o options, a, b reportsCase) ([2]measured, error) {
-	var res [2]measured
+// measureTogether runs two cases' pools at once, loads both with their
+// own clients, and returns each one's records.
+func measureTogether(ctx context.Context, dir string, o options, a, b reportsCase) ([2]*load.Result, error) {
+	var res [2]*load.Result
 	var pools [2]*pool
 	stopAll := func() error {
 		var errs []error
@@ -161,46 +158,42 @@ func measureTogether(ctx context.Context, dir string, o options, a, b reportsCas
 		return errors.Join(errs...)
 	}
 	for k, c := range [2]reportsCase{a, b} {
-		p, err := startPool(ctx, dir, c, o.workers)
+		p, err := startPool(dir, c, o.workers)
 		if err != nil {
 			return res, errors.Join(fmt.Errorf("%s: %w", c.name, err), stopAll())
 		}
 		pools[k] = p
 	}
-	run := func(d time.Duration) ([2]*tally, time.Duration, error) {
-		stop := make(chan struct{})
-		var dones [2]chan *tally
+	run := func(d time.Duration) ([2]*load.Result, error) {
+		var out [2]*load.Result
+		var ls [2]*load.Load
 		for k, p := range pools {
-			dones[k] = make(chan *tally, 1)
-			go func() { dones[k] <- drive(p.addr, o.path, o.concurrency, 0, stop) }()
+			l, err := load.Start(ctx, load.Options{URL: "http://" + p.addr + o.path, Clients: o.concurrency, KeepAlive: true, Duration: d})
+			if err != nil {
+				for _, l := range ls[:k] {
+					l.Stop()
+				}
+				return out, err
+			}
+			ls[k] = l
 		}
-		began := time.Now()
-		err := sleep(ctx, d)
-		close(stop)
-		var ts [2]*tally
-		for k := range dones {
-			ts[k] = <-dones[k]
+		for k, l := range ls {
+			out[k] = l.Wait()
 		}
-		return ts, time.Since(began), err
+		return out, ctx.Err()
 	}
-	if _, _, err := run(o.warmup); err != nil {
+	if _, err := run(o.warmup); err != nil {
 		return res, errors.Join(err, stopAll())
 	}
-	ts, elapsed, err := run(o.duration)
-	if err := errors.Join(err, stopAll()); err != nil {
-		return res, err
-	}
-	for k := range res {
-		res[k] = measured{rate: float64(ts[k].requests) / elapsed.Seconds(), load: ts[k]}
-	}
-	return res, nil
+	res, err := run(o.duration)
+	return res, errors.Join(err, stopAll())
 }
 
-func startPool(ctx context.Context, dir string, c reportsCase, workers int) (*pool, error) {
+func startPool(dir string, c reportsCase, workers int) (*pool, error) {
 	if c.runner == "baton" {
-		return startBaton(ctx, dir, c, workers)
+		return startBaton(dir, c, workers)
 	}
-	return startHarness(ctx, dir, c, workers)
+	return startHarness(dir, c, workers)
 }
 
 // notifySocket is a manager's end of NOTIFY_SOCKET: it counts READY=1
@@ -258,8 +251,8 @@ func (n *notifySocket) close() { n.conn.Close(); <-n.done; os.Remove(n.path) }
 // startBaton runs `baton run` with the example, binding the socket itself.
 // baton's request clock is on (an hour, never reached) whenever requests
 // are reported, as in production.
-func startBaton(ctx context.Context, dir string, c reportsCase, workers int) (*pool, error) {
-	port, err := freePort()
+func startBaton(dir string, c reportsCase, workers int) (*pool, error) {
+	port, err := load.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +302,7 @@ func startBaton(ctx context.Context, dir string, c reportsCase, workers int) (*p
 // the workers as baton would (sockets from fd 3, LISTEN_PID their own pid,
 // the board right after, BATON_SCOREBOARD_FD), and reads every board's
 // oldest request every 10ms, as baton's clock would.
-func startHarness(ctx context.Context, dir string, c reportsCase, workers int) (*pool, error) {
+func startHarness(dir string, c reportsCase, workers int) (*pool, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -391,19 +384,6 @@ func startHarness(ctx context.Context, dir string, c reportsCase, workers int) (
 	return &pool{addr: addr, stop: func() error { close(quit); <-read; return cleanup() }}, nil
 }
 
-// sleep waits d, or less if ctx ends (an interrupted benchmark still
-// stops what it started).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -414,23 +394,4 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func percentiles(l []time.Duration) (p50, p99 time.Duration) {
-	if len(l) == 0 {
-		return 0, 0
-	}
-	s := append([]time.Duration(nil), l...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)*50/100], s[len(s)*99/100]
-}
-
-func round(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond).String()
-	}
-	return d.Round(time.Microsecond).String()
 }
