@@ -37,6 +37,11 @@ func TestSocketUnitFourWorkersAndGracefulStop(t *testing.T) {
 	if len(pids) != 4 {
 		t.Fatalf("answered by %d distinct workers, want 4: %v", len(pids), pids)
 	}
+	// A worker answers as soon as it accepts, which it does right after
+	// sending READY=1: baton may not have read that yet.
+	s.waitFor("baton to count every worker ready", 20*time.Second, func() bool {
+		return s.show("StatusText") == "4/4 workers ready, generation 1"
+	})
 	status := s.systemctl("status", s.name+".service")
 	if !strings.Contains(status, `Status: "4/4 workers ready, generation 1"`) {
 		t.Errorf("systemctl status does not show baton's STATUS=:\n%s", status)
