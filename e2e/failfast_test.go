@@ -59,9 +59,10 @@ func TestReloadToUnexecutableCommandIsRefused(t *testing.T) {
 	}
 	// Generation 1 serves on, and the status says why the reload did not
 	// happen.
-	if st := r.show("StatusText"); !strings.HasPrefix(st, "4/4 workers ready, generation 1, last reload failed: refused: ") || !strings.Contains(st, "/run/no/such/app") {
-		t.Errorf("status %q, want generation 1 unchanged and the refusal", st)
-	}
+	r.waitFor("the status to name the refusal, generation 1 unchanged", 10*time.Second, func() bool {
+		st := r.show("StatusText")
+		return strings.HasPrefix(st, "4/4 workers ready, generation 1, last reload failed: refused: ") && strings.Contains(st, "/run/no/such/app")
+	})
 	if code, _ := get(t, r.url("/")); code != 200 {
 		t.Errorf("GET: %d", code)
 	}

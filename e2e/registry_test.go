@@ -177,9 +177,9 @@ func TestRefusedSIGHUPReloadEndsTheReload(t *testing.T) {
 	r.waitFor("the unit active again after a reload", 20*time.Second, func() bool {
 		return r.show("ActiveState") == "active" && r.show("StateChangeTimestampMonotonic") != before
 	})
-	if st := r.show("StatusText"); !strings.HasPrefix(st, "2/2 workers ready, generation 1, last reload failed: refused: ") {
-		t.Errorf("status %q", st)
-	}
+	r.waitFor("the status to name the refusal", 10*time.Second, func() bool {
+		return strings.HasPrefix(r.show("StatusText"), "2/2 workers ready, generation 1, last reload failed: refused: ")
+	})
 	// A good config over SIGHUP rolls a generation, and ends the same way.
 	r.writeConfig(t, "command = [\"HELLO\"]\nworkers = 2\n")
 	r.systemctl("kill", "--kill-whom=main", "-s", "SIGHUP", "hup.service")

@@ -70,7 +70,8 @@ func TestSlowRequestIsTheRequestClocksAndDumpsStacks(t *testing.T) {
 	})
 	log := s.readLog()
 	for _, want := range []string{
-		`request-timeout 1.5s expired (request \"1 GET /sleep?ms=20000\" running for`,
+		// The example marks its requests on the scoreboard baton passes.
+		`request-timeout 1.5s expired (request \"GET /sleep?ms=20000\" running for`,
 		"clock=request",
 		"SIGABRT: abort",    // the Go runtime's dump...
 		"goroutine ",        // ...with its goroutines

@@ -78,12 +78,33 @@ func (s *Supervisor) inGrace(w *worker, now time.Time) bool {
 // earliest of its watchdog, its oldest request's deadline and its
 // max-lifetime. Heartbeats and request ends only ever move these later,
 // so they leave the alarm alone; it re-arms itself when it goes off early.
+//
+// A scoreboard has no events: requests begin without a word to baton. It
+// is read when boardCheck comes: a request that began after the last read
+// cannot expire before a request-timeout after it, so a board is read at
+// most once per request-timeout while its worker is idle.
 func (s *Supervisor) readyDue(w *worker) time.Time {
 	due := addClock(w.lastHeartbeat, w.watchdog)
 	if _, start := w.reqs.oldest(); !start.IsZero() {
 		due = earliest(due, addClock(start, w.cfg.RequestTimeout))
 	}
+	if w.board != nil {
+		due = earliest(due, w.boardCheck)
+	}
 	return earliest(due, w.recycleAt)
+}
+
+// readBoard reads a worker's scoreboard at now and sets when to next.
+func (s *Supervisor) readBoard(w *worker, now time.Time) {
+	if err := w.board.Check(); err != nil && !w.boardWarned {
+		w.boardWarned = true
+		s.workerLog(w).Warnf("worker %d: %v; its request clock reads only what still makes sense", w.slot, err)
+	}
+	next := addClock(now, w.cfg.RequestTimeout)
+	if r, ok := w.board.Oldest(); ok {
+		next = addClock(r.Start, w.cfg.RequestTimeout)
+	}
+	w.boardCheck = next
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -126,13 +147,16 @@ func (s *Supervisor) readyAlarm(w *worker, now time.Time) {
 			fmt.Sprintf("no WATCHDOG=1 for %s", now.Sub(w.lastHeartbeat).Round(time.Millisecond)), w.pinger)
 		return
 	}
-	if id, start := w.reqs.oldest(); !start.IsZero() {
+	if w.board != nil && !now.Before(w.boardCheck) {
+		s.readBoard(w, now)
+	}
+	if id, start, culprit := w.oldestRequest(); !start.IsZero() {
 		if due := addClock(start, w.cfg.RequestTimeout); !due.IsZero() && !now.Before(due) {
 			if s.inGrace(w, now) {
 				return
 			}
 			s.escalate(w, StopRequestTimeout, w.cfg.RequestTimeout, now.Sub(due),
-				fmt.Sprintf("request %q running for %s", id, now.Sub(start).Round(time.Millisecond)), w.reqs.oldestPID())
+				fmt.Sprintf("request %q running for %s", id, now.Sub(start).Round(time.Millisecond)), culprit)
 			return
 		}
 	}

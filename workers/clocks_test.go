@@ -116,3 +116,14 @@ func TestStopAsksSystemdForTheDrainBudget(t *testing.T) {
 		t.Errorf("upward: %q", p.up.msgs)
 	}
 }
+
+// A worker that marks its requests on the shared-memory scoreboard gets
+// the request clock without a datagram per request.
+func TestScoreboardRequestClock(t *testing.T) {
+	p := startPool(t, &config.Config{Workers: 1, RequestTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, nil, "BATON_TEST_MODE=board-request")
+	p.waitFor("a request-timeout failure", 20*time.Second, func(s Snapshot) bool { return s.Failures[1] >= 1 })
+	if !p.logged(`worker 1 request-timeout 300ms expired (request "GET /slow" running for`) {
+		t.Errorf("log:\n%s", p.logLines())
+	}
+	p.stop(Fast)
+}

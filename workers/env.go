@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/scoreboard"
 )
 
 // reserved are variables addressed to baton by its own service manager or
@@ -12,6 +13,7 @@ import (
 var reserved = []string{
 	"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
 	"WATCHDOG_USEC", "WATCHDOG_PID", "BATON_WORKER", "BATON_GENERATION",
+	scoreboard.EnvFD,
 	execFDEnv,
 }
 
@@ -46,7 +48,7 @@ func (s *Supervisor) notifyFor(cfg *config.Config) string {
 // workerEnv is what one worker gets: systemd's protocol variables pointing at
 // baton, and its slot and generation. LISTEN_PID and WATCHDOG_PID are added
 // by the shim, which knows the pid.
-func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD int, cfg *config.Config) []string {
+func workerEnv(base []string, notifySocket string, nSockets int, names string, slot, gen int, reportFD, boardFD int, cfg *config.Config) []string {
 	env := make([]string, 0, len(base)+len(cfg.Environment)+8)
 	env = append(env, base...)
 	// The config's environment overrides baton's own (later entries win
@@ -60,6 +62,9 @@ func workerEnv(base []string, notifySocket string, nSockets int, names string, s
 		"BATON_GENERATION="+strconv.Itoa(gen),
 		execFDEnv+"="+strconv.Itoa(reportFD),
 	)
+	if boardFD > 0 {
+		env = append(env, scoreboard.EnvFD+"="+strconv.Itoa(boardFD))
+	}
 	if cfg.WatchdogTimeout != config.Infinity {
 		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(cfg.WatchdogTimeout.Microseconds(), 10))
 	}

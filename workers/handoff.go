@@ -10,6 +10,7 @@ import (
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/fdutil"
 	"github.com/batonhq/baton/internal/proc"
+	"github.com/batonhq/baton/scoreboard"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +51,7 @@ type HandoffWorker struct {
 	Status           string
 	StdoutFD         int // -1: the worker writes to baton's stdout
 	StderrFD         int
+	BoardFD          int // its scoreboard; 0 (an older baton's handoff) or -1: none
 }
 
 type handoffRequest struct {
@@ -143,7 +145,18 @@ func (s *Supervisor) handoff(req handoffRequest) {
 		h.Sockets = append(h.Sockets, HandoffSocket{FD: fd, Name: x.Name, Addr: x.Addr, Origin: string(x.Origin)})
 	}
 	for _, w := range s.byPID {
-		hw := HandoffWorker{ID: w.id, Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Reason: w.reason, Detail: w.detail, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1}
+		hw := HandoffWorker{ID: w.id, Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Reason: w.reason, Detail: w.detail, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1, BoardFD: -1}
+		if w.board != nil {
+			fd, err := fdutil.Raw(w.board.File())
+			if err == nil {
+				err = keep(fd)
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+			hw.BoardFD = fd
+		}
 		if w.outR != nil {
 			out, err1 := fdutil.Raw(w.outR)
 			errFD, err2 := fdutil.Raw(w.errR)
@@ -193,6 +206,17 @@ func (s *Supervisor) adopt(h *Handoff) {
 			proc.Default().Adopt(w.pid, func(e proc.Exit) { exited <- e.Status })
 		}
 		w.proc = p
+		if hw.BoardFD > 0 {
+			_ = setCloexec(hw.BoardFD, true)
+			f := os.NewFile(uintptr(hw.BoardFD), "baton-scoreboard")
+			b, err := scoreboard.Adopt(f)
+			if err != nil {
+				// Adopt closes what it mapped; a file it refused is ours.
+				_ = f.Close()
+				s.log.WithError(err).Warnf("adopt worker %d's scoreboard: its request clock reads datagrams only", w.slot)
+			}
+			w.board = b
+		}
 		w.bootDeadline = addClock(now, s.cfg.BootTimeout)
 		w.watchdog = s.cfg.WatchdogTimeout
 		s.recycleLimits(w)

@@ -13,6 +13,7 @@ import (
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/printable"
+	"github.com/batonhq/baton/scoreboard"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -110,12 +111,26 @@ func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Se
 	w := &worker{id: fmt.Sprintf("w%d-g%d-%d", n, gen, s.seq), slot: n, gen: gen, cfg: cfg, sockets: sockets, state: Starting}
 	w.alarm = newAlarm(func(now time.Time) { s.workerAlarm(w, now) })
 	files := sockets.Files()
+	// With a request clock, a scoreboard right after the sockets (outside
+	// LISTEN_FDS), where the worker marks its requests without a system
+	// call each (scoreboard/, docs/protocol.md).
+	boardFD := 0
+	if cfg.RequestTimeout != config.Infinity {
+		b, err := scoreboard.Create(scoreboard.DefaultSlots)
+		if err != nil {
+			return nil, fmt.Errorf("spawn worker %d: %w", n, err)
+		}
+		w.board = b
+		boardFD = 3 + len(files)
+		files = append(files, b.File())
+	}
 	spec := &spawnSpec{
 		id:   w.id,
 		path: s.shim,
 		argv: append([]string{cfg.Command[0], ShimArg, "--"}, cfg.Command...),
-		// The shim's report pipe comes right after the sockets.
-		env:    workerEnv(s.env, s.notifyFor(cfg), len(sockets), sockets.Names(), n, gen, 3+len(files), cfg),
+		// The shim's report pipe comes right after the sockets (and the
+		// scoreboard).
+		env:    workerEnv(s.env, s.notifyFor(cfg), len(sockets), sockets.Names(), n, gen, 3+len(files), boardFD, cfg),
 		files:  files,
 		stdout: s.stdout, stderr: s.stderr,
 		limits: contain.Limits{MemoryMax: cfg.MemoryMax, CPUWeight: cfg.CPUWeight},
@@ -126,7 +141,7 @@ func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Se
 	pumped := make(chan struct{})
 	if s.onOutput != nil {
 		if rOut, wOut, rErr, wErr, err = outputPipes(); err != nil {
-			return nil, fmt.Errorf("spawn worker %d: output pipes: %w", n, err)
+			return nil, fmt.Errorf("spawn worker %d: output pipes: %w", n, errors.Join(err, w.closeBoard()))
 		}
 		spec.stdout, spec.stderr = wOut, wErr
 		spec.onExit = func(ws unix.WaitStatus) { go s.afterOutput(w, ws, pumped) }
@@ -145,7 +160,7 @@ func (s *Supervisor) spawn(n, gen int, cfg *config.Config, sockets activation.Se
 		if rOut != nil {
 			err = errors.Join(err, rOut.Close(), rErr.Close())
 		}
-		return nil, fmt.Errorf("spawn worker %d: %w", n, err)
+		return nil, fmt.Errorf("spawn worker %d: %w", n, errors.Join(err, w.closeBoard()))
 	}
 	if cerr != nil {
 		s.log.WithError(cerr).Warn("close the worker's ends of its output pipes")
@@ -385,7 +400,7 @@ func (s *Supervisor) onExit(ev exitEvent) {
 	how, _ := describeExit(ev.status)
 	wasStopping := w.state.stopping()
 	s.setState(w, Exited)
-	if err := w.proc.Release(); err != nil {
+	if err := errors.Join(w.proc.Release(), w.closeBoard()); err != nil {
 		s.log.WithError(err).Warnf("release worker %d", w.slot)
 	}
 	s.exits[s.exitMetric(w, ev.status)]++

@@ -17,6 +17,7 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/sdnotify"
+	"github.com/batonhq/baton/scoreboard"
 )
 
 // TestMain makes the test binary its own exec shim and its own worker, as
@@ -217,6 +218,16 @@ func testWorker(mode string) int {
 		fmt.Fprintln(os.Stderr, "Traceback (most recent call last):")
 		fmt.Fprintln(os.Stderr, "ModuleNotFoundError: No module named 'app'")
 		return 3
+	case "board-request":
+		// Marks a request on its scoreboard and never finishes it.
+		b, err := scoreboard.FromEnv()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test worker:", err)
+			return 3
+		}
+		notifyUp("READY=1")
+		b.Begin("GET /slow")
+		return waitTerm()
 	case "send-ready":
 		// As systemd-notify does by default: wait until the manager has
 		// processed the message (BARRIER=1), so the sender is still alive

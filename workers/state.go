@@ -157,6 +157,9 @@ func (s *Supervisor) setState(w *worker, st State) {
 		// The watchdog clock starts at readiness; the boot clock covered
 		// everything before.
 		w.lastHeartbeat = now
+		if w.board != nil {
+			w.boardCheck = addClock(now, w.cfg.RequestTimeout)
+		}
 		s.arm(&w.alarm, s.readyDue(w))
 	case Stopping:
 		w.stoppingAt = now

@@ -134,7 +134,7 @@ func (s *Supervisor) snapshot() Snapshot {
 		snap.Dropped[k] = v
 	}
 	for _, w := range s.byPID {
-		_, oldest := w.reqs.oldest()
+		_, oldest, _ := w.oldestRequest()
 		snap.Workers = append(snap.Workers, WorkerInfo{
 			Slot: w.slot, PID: w.pid, Generation: w.gen, State: w.state, StopReason: w.reason, Spawned: w.spawned, ReadyAt: w.readyAt,
 			Status: w.status, LastHeartbeat: w.lastHeartbeat, OldestRequest: oldest, Retiring: w.retired,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/scoreboard"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,12 +41,15 @@ type worker struct {
 	bootDeadline  time.Time     // Starting: EXTEND_TIMEOUT_USEC= moves it
 	watchdog      time.Duration // WATCHDOG_USEC= changes it
 	lastHeartbeat time.Time
-	pinger        int           // who sent the last WATCHDOG=1
-	reqs          requestSet    // requests in flight, for workers that report them
-	recycleAt     time.Time     // max-lifetime less jitter; zero: never
-	maxRSS        int64         // max-memory less jitter; zero: no limit
-	deadline      time.Time     // the current stop step's deadline
-	budget        time.Duration // the graceful stop's budget, for logs
+	pinger        int               // who sent the last WATCHDOG=1
+	reqs          requestSet        // requests in flight, for workers that report them by datagram
+	board         *scoreboard.Board // requests in flight, for workers that mark them there
+	boardCheck    time.Time         // when the board must next be read
+	boardWarned   bool              // its header was found overwritten, and said
+	recycleAt     time.Time         // max-lifetime less jitter; zero: never
+	maxRSS        int64             // max-memory less jitter; zero: no limit
+	deadline      time.Time         // the current stop step's deadline
+	budget        time.Duration     // the graceful stop's budget, for logs
 	killWait      time.Duration
 
 	outR, errR *os.File
@@ -108,4 +112,27 @@ func (w *worker) failedWith(how string, now time.Time) *WorkerFailure {
 	}
 	w.failure = f
 	return f
+}
+
+// closeBoard releases the worker's scoreboard, if it has one.
+func (w *worker) closeBoard() error {
+	if w.board == nil {
+		return nil
+	}
+	err := w.board.Close()
+	w.board = nil
+	return err
+}
+
+// oldestRequest is the longest-running request in flight, reported by
+// datagram or marked on the scoreboard, and who began it.
+func (w *worker) oldestRequest() (label string, start time.Time, pid int) {
+	label, start = w.reqs.oldest()
+	pid = w.reqs.oldestPID()
+	if w.board != nil {
+		if r, ok := w.board.Oldest(); ok && (start.IsZero() || r.Start.Before(start)) {
+			label, start, pid = r.Label, r.Start, w.board.Writer()
+		}
+	}
+	return label, start, pid
 }
