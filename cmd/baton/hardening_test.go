@@ -307,3 +307,34 @@ func TestSurvivesClosedStderr(t *testing.T) {
 	}
 	<-drained
 }
+
+// A baton killed outside systemd (kill -9, no cgroup to clean up after
+// it) leaves no worker behind: each has PR_SET_PDEATHSIG, armed by the
+// one thread that forks them all. That thread is also the one an upgrade
+// in place executes on, so an upgrade first must not set it off.
+func TestKilledBatonLeavesNoOrphans(t *testing.T) {
+	in := startBaton(t, opts{args: []string{"-w", "3", "--readiness", "exec"}, command: []string{"/bin/sleep", "infinity"}})
+	st := in.waitReady(3)
+	// An upgrade in place (same binary) execs baton on its fork thread:
+	// the workers, its children, survive it.
+	if err := syscall.Kill(in.pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !testutil.Eventually(t, 60*time.Second, func() bool { return strings.Contains(in.log(), "upgraded in place") }) {
+		t.Fatalf("no upgrade:\n%s", in.log())
+	}
+	for _, w := range st.Pool {
+		if !testutil.Alive(w.PID) && !strings.Contains(in.log(), fmt.Sprintf("pid=%d", w.PID)) {
+			t.Errorf("worker %d died in the upgrade without a word", w.PID)
+		}
+	}
+	st = in.waitReady(3)
+	if err := syscall.Kill(in.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range st.Pool {
+		if !testutil.Eventually(t, 20*time.Second, func() bool { return !testutil.Alive(w.PID) }) {
+			t.Errorf("worker %d outlived baton's kill -9 (parent now %d)", w.PID, testutil.PPID(w.PID))
+		}
+	}
+}
