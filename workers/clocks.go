@@ -91,7 +91,24 @@ func (s *Supervisor) readyDue(w *worker) time.Time {
 	if w.board != nil {
 		due = earliest(due, w.boardCheck)
 	}
-	return earliest(due, w.recycleAt)
+	return slack(earliest(due, w.recycleAt))
+}
+
+// readySlack is the grid a ready worker's lazy alarm is rounded up to, so
+// that the alarms of many workers go off together: 1,000 workers whose
+// heartbeats keep moving their watchdogs on would otherwise wake the loop
+// 1,000 times a second. A clock is judged at most this much late.
+const readySlack = 50 * time.Millisecond
+
+func slack(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	// t.Add keeps the monotonic reading that time.Unix would drop.
+	if r := t.UnixNano() % int64(readySlack); r != 0 {
+		return t.Add(readySlack - time.Duration(r))
+	}
+	return t
 }
 
 // readBoard reads a worker's scoreboard at now and sets when to next.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/sdnotify"
@@ -40,6 +41,16 @@ func (s *Supervisor) watchNotifications(stop <-chan struct{}, done chan<- struct
 		if err := s.notify.WaitReadable(); err != nil {
 			return // closed by Run
 		}
+		// A moment for more to arrive, so that the loop reads a batch
+		// per wake-up rather than a datagram: 1,000 workers pinging twice
+		// a second would otherwise wake it 2,000 times a second.
+		t := time.NewTimer(readCoalesce)
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			return
+		}
 		select {
 		case s.readable <- struct{}{}:
 		case <-stop:
@@ -52,6 +63,11 @@ func (s *Supervisor) watchNotifications(stop <-chan struct{}, done chan<- struct
 		}
 	}
 }
+
+// readCoalesce is how long the watcher lets datagrams gather before it
+// wakes the loop; what waits that long is a heartbeat, a readiness or a
+// request report, none of which needs a faster answer.
+const readCoalesce = 5 * time.Millisecond
 
 // readBatch bounds the datagrams read in one go, so that a flood shares the
 // loop with exits, timers and requests.
