@@ -138,23 +138,11 @@ func loadRun(ctx context.Context, mgr *systemdtest.Manager, url string, o option
 		r.Reloads[i].Failed = failed[i]
 	}
 	if o.csvDir != "" {
-		if err := writeCSV(filepath.Join(o.csvDir, fmt.Sprintf("keepalive-%s.csv", onOff(keepAlive))), res); err != nil {
+		if err := res.SaveCSV(filepath.Join(o.csvDir, fmt.Sprintf("keepalive-%s.csv", onOff(keepAlive)))); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
-}
-
-func writeCSV(path string, r *load.Result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := r.WriteCSV(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func onOff(b bool) string {
