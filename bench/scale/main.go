@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/batonhq/baton/bench/load"
+	"github.com/batonhq/baton/internal/systemdtest"
+)
+
+type options struct {
+	workers []int
+	// surge is the larger surge (the smaller is 1), capped at N.
+	surge    int
+	window   time.Duration
+	gunicorn int
+	// rate is the light load during reloads, requests per second.
+	rate       float64
+	profileDir string
+	csvDir     string
+	log        func(string)
+}
+
+func main() {
+	var o options
+	var workers string
+	flag.StringVar(&workers, "workers", "1,10,100,1000", "pool sizes to measure, comma-separated")
+	flag.IntVar(&o.surge, "surge", 100, "the larger reload surge (the smaller is 1)")
+	flag.DurationVar(&o.window, "window", 10*time.Second, "CPU measuring window")
+	flag.IntVar(&o.gunicorn, "gunicorn", 100, "gunicorn sync workers to compare with (0: none)")
+	flag.Float64Var(&o.rate, "rate", 100, "requests per second during reloads (keep-alive off)")
+	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of baton (builds baton with a pprof endpoint)")
+	flag.StringVar(&o.csvDir, "csv", "", "directory to write the requests made during reloads to, one CSV per reload")
+	flag.Parse()
+	for _, f := range strings.Split(workers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "scale: -workers: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		o.workers = append(o.workers, n)
+	}
+	for _, d := range []string{o.csvDir, o.profileDir} {
+		if d == "" {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+	}
+	o.log = func(s string) { fmt.Fprintln(os.Stderr, s) }
+	rows, err := run(context.Background(), o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+	report(os.Stdout, o, rows)
+}
+
+// env is what the rows share.
+type env struct {
+	ctx   context.Context
+	mgr   *systemdtest.Manager
+	opts  options
+	dir   string
+	baton string
+	hello string
+	units int
+}
+
+func run(ctx context.Context, o options) ([]row, error) {
+	dir, err := os.MkdirTemp("", "baton-scale-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	e := &env{ctx: ctx, opts: o, dir: dir, baton: filepath.Join(dir, "baton"), hello: filepath.Join(dir, "hello")}
+	if err := e.build(); err != nil {
+		return nil, err
+	}
+	mgr, err := systemdtest.Start(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Stop()
+	e.mgr = mgr
+	var rows []row
+	for _, n := range o.workers {
+		r := e.batonRow(n)
+		e.logRow(r)
+		rows = append(rows, r)
+	}
+	if o.gunicorn > 0 {
+		r := e.gunicornRow(o.gunicorn)
+		e.logRow(r)
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func (e *env) logRow(r row) {
+	if e.opts.log != nil {
+		e.opts.log(r.line())
+	}
+}
+
+// build builds the example and baton, with a pprof endpoint when
+// profiling.
+func (e *env) build() error {
+	targets := map[string][]string{"hello": {"./examples/hello"}, "baton": {"./cmd/baton"}}
+	if e.opts.profileDir != "" {
+		overlay, err := pprofOverlay(e.dir)
+		if err != nil {
+			return err
+		}
+		targets["baton"] = []string{"-overlay", overlay, "./cmd/baton"}
+	}
+	return load.Build(e.dir, targets)
+}
+
+// row is one pool size's numbers.
+type row struct {
+	server  string
+	workers int
+	load    string
+	// start is systemctl start to all workers ready.
+	start time.Duration
+	// steady and watchdog are the supervisor at rest, without and with
+	// the workers' heartbeats.
+	steady, watchdog usage
+	// workersPSS sums the workers' proportional set sizes.
+	workersPSS int64
+	// reloads are the timed full reloads.
+	reloads []reload
+	stop    time.Duration
+	// profiles are the CPU profiles taken, by phase.
+	profiles []profile
+	errs     []string
+}
+
+// usage is the supervisor over the measuring window.
+type usage struct {
+	cpu                 float64 // share of one core
+	rss                 int64
+	threads, fds, procs int
+	measured            bool
+	window              time.Duration
+	heartbeatsPerSecond float64
+}
+
+type reload struct {
+	surge  int
+	took   time.Duration
+	exit   string
+	failed int
+	kinds  string
+	reqs   int
+}
+
+type profile struct {
+	phase string
+	path  string
+	top   string
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
