@@ -135,6 +135,10 @@ type row struct {
 	// steady and watchdog are the supervisor at rest, without and with
 	// the workers' heartbeats.
 	steady, watchdog usage
+	// watchdogStart is the start of the pool with the watchdog on, and
+	// watchdogKills how many workers missed it by the end of the window.
+	watchdogStart time.Duration
+	watchdogKills int
 	// workersPSS sums the workers' proportional set sizes.
 	workersPSS int64
 	// reloads are the timed full reloads.

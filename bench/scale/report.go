@@ -14,7 +14,7 @@ func (r row) line() string {
 		s += fmt.Sprintf("; reload surge %d: %s (exit %s, %d of %d requests failed: %s)", rl.surge, load.Round(rl.took), rl.exit, rl.failed, rl.reqs, rl.kinds)
 	}
 	if r.watchdog.measured {
-		s += fmt.Sprintf("; with watchdog 1s: %s", r.watchdog)
+		s += fmt.Sprintf("; with watchdog 1s: ready after %s, %s, %d watchdog expiries", load.Round(r.watchdogStart), r.watchdog, r.watchdogKills)
 	}
 	s += fmt.Sprintf("; stop %s; load %s", load.Round(r.stop), r.load)
 	if len(r.errs) > 0 {
@@ -34,8 +34,8 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func report(w io.Writer, o options, rows []row) {
 	fmt.Fprintf(w, "scale benchmark: CPU over %s windows, %g req/s (fresh connection each) during reloads\n\n", o.window, o.rate)
-	fmt.Fprintf(w, "| server | workers | start to all ready | supervisor RSS | supervisor CPU, steady | threads | fds | workers' PSS | reload, surge 1 | reload, surge %d | failed requests during reloads | supervisor CPU, 1 s watchdog | stop | load average |\n", o.surge)
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+	fmt.Fprintf(w, "| server | workers | start to all ready | supervisor RSS | supervisor CPU, steady | threads | fds | workers' PSS | reload, surge 1 | reload, surge %d | failed requests during reloads | stop | with a 1 s watchdog: start to all ready | supervisor CPU | watchdog expiries | load average |\n", o.surge)
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
 		one, big := "-", "-"
 		var failed []string
@@ -51,17 +51,19 @@ func report(w io.Writer, o options, rows []row) {
 			}
 			failed = append(failed, fmt.Sprintf("%d of %d", rl.failed, rl.reqs))
 		}
-		wd := "-"
+		wdStart, wd, wdKills := "-", "-", "-"
 		if r.watchdog.measured {
+			wdStart = load.Round(r.watchdogStart)
 			wd = fmt.Sprintf("%.2f%% (%g heartbeats/s)", 100*r.watchdog.cpu, r.watchdog.heartbeatsPerSecond)
+			wdKills = fmt.Sprint(r.watchdogKills)
 		}
 		cpu := "-"
 		if r.steady.measured {
 			cpu = fmt.Sprintf("%.2f%%", 100*r.steady.cpu)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.server, r.workers, load.Round(r.start), mib(r.steady.rss), cpu, r.steady.threads, r.steady.fds, mib(r.workersPSS),
-			one, big, strings.Join(failed, ", "), wd, load.Round(r.stop), r.load)
+			one, big, strings.Join(failed, ", "), load.Round(r.stop), wdStart, wd, wdKills, r.load)
 	}
 	for _, r := range rows {
 		for _, e := range r.errs {
