@@ -118,3 +118,42 @@ func readFields(path string, keys ...string) (map[string]int64, error) {
 	}
 	return out, nil
 }
+
+// Machine is the whole machine's CPU time so far, summed over its CPUs,
+// from the first line of /proc/stat.
+type Machine struct {
+	At time.Time
+	// Busy is every state but idle and iowait; Total includes them.
+	Busy, Total time.Duration
+}
+
+// ReadMachine samples the machine.
+func ReadMachine() (Machine, error) {
+	m := Machine{At: time.Now()}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return m, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice,
+	// already counted in user and nice].
+	for i, v := range f[1:] {
+		if i >= 8 {
+			break
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("/proc/stat: %w", err)
+		}
+		d := time.Duration(n) * time.Second / userHZ
+		m.Total += d
+		if i != 3 && i != 4 {
+			m.Busy += d
+		}
+	}
+	return m, nil
+}

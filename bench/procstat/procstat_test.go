@@ -40,3 +40,13 @@ func TestReadGone(t *testing.T) {
 		t.Error("read a process that cannot exist")
 	}
 }
+
+func TestReadMachine(t *testing.T) {
+	a, err := ReadMachine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Busy <= 0 || a.Total < a.Busy {
+		t.Errorf("implausible machine sample: %+v", a)
+	}
+}

@@ -68,7 +68,7 @@ func (e *env) gunicornRow(n int) row {
 
 	// SIGHUP spawns n new workers, then stops the old ones: done when the
 	// arbiter's children are n workers that all ran the hook since.
-	r.reloads = append(r.reloads, e.reload(p, &r, n, func() (string, error) {
+	r.reloads = append(r.reloads, e.reload(p, &r, pid, n, func() (string, error) {
 		if err := os.WriteFile(ready, nil, 0o644); err != nil {
 			return "-", err
 		}

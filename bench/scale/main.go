@@ -135,8 +135,9 @@ type row struct {
 	// steady and watchdog are the supervisor at rest, without and with
 	// the workers' heartbeats.
 	steady, watchdog usage
-	// watchdogStart is the start of the pool with the watchdog on, and
-	// watchdogKills how many workers missed it by the end of the window.
+	// watchdogStart is the reload into the watchdog (surge 1), and
+	// watchdogKills how many workers missed it from then to the end of the
+	// window.
 	watchdogStart time.Duration
 	watchdogKills int
 	// workersPSS sums the workers' proportional set sizes.
@@ -160,12 +161,16 @@ type usage struct {
 }
 
 type reload struct {
-	surge  int
-	took   time.Duration
-	exit   string
-	failed int
-	kinds  string
-	reqs   int
+	// supervisorCPU is the supervisor's CPU time during the reload,
+	// machineCPU the whole machine's (every process, other work on the
+	// machine included).
+	supervisorCPU, machineCPU time.Duration
+	surge                     int
+	took                      time.Duration
+	exit                      string
+	failed                    int
+	kinds                     string
+	reqs                      int
 }
 
 type profile struct {

@@ -11,10 +11,10 @@ import (
 func (r row) line() string {
 	s := fmt.Sprintf("%s, %d workers: ready after %s; steady %s; workers' PSS %s", r.server, r.workers, load.Round(r.start), r.steady, mib(r.workersPSS))
 	for _, rl := range r.reloads {
-		s += fmt.Sprintf("; reload surge %d: %s (exit %s, %d of %d requests failed: %s)", rl.surge, load.Round(rl.took), rl.exit, rl.failed, rl.reqs, rl.kinds)
+		s += fmt.Sprintf("; reload surge %d: %s (exit %s, %d of %d requests failed: %s; CPU: supervisor %s, machine %s)", rl.surge, load.Round(rl.took), rl.exit, rl.failed, rl.reqs, rl.kinds, load.Round(rl.supervisorCPU), load.Round(rl.machineCPU))
 	}
 	if r.watchdog.measured {
-		s += fmt.Sprintf("; with watchdog 1s: ready after %s, %s, %d watchdog expiries", load.Round(r.watchdogStart), r.watchdog, r.watchdogKills)
+		s += fmt.Sprintf("; reload into watchdog 1s (surge 1): %s, then %s, %d watchdog expiries", load.Round(r.watchdogStart), r.watchdog, r.watchdogKills)
 	}
 	s += fmt.Sprintf("; stop %s; load %s", load.Round(r.stop), r.load)
 	if len(r.errs) > 0 {
@@ -34,13 +34,13 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func report(w io.Writer, o options, rows []row) {
 	fmt.Fprintf(w, "scale benchmark: CPU over %s windows, %g req/s (fresh connection each) during reloads\n\n", o.window, o.rate)
-	fmt.Fprintf(w, "| server | workers | start to all ready | supervisor RSS | supervisor CPU, steady | threads | fds | workers' PSS | reload, surge 1 | reload, surge %d | failed requests during reloads | stop | with a 1 s watchdog: start to all ready | supervisor CPU | watchdog expiries | load average |\n", o.surge)
+	fmt.Fprintf(w, "| server | workers | start to all ready | supervisor RSS | supervisor CPU, steady | threads | fds | workers' PSS | reload, surge 1 | reload, surge %d | failed requests during reloads | stop | 1 s watchdog: reload into it, surge 1 | supervisor CPU | watchdog expiries | load average |\n", o.surge)
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
 		one, big := "-", "-"
 		var failed []string
 		for _, rl := range r.reloads {
-			took := load.Round(rl.took)
+			took := fmt.Sprintf("%s (CPU: %s supervisor, %s machine)", load.Round(rl.took), load.Round(rl.supervisorCPU), load.Round(rl.machineCPU))
 			if rl.surge == 1 {
 				one = took
 			} else {
