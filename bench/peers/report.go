@@ -67,12 +67,12 @@ func report(w io.Writer, o options, rows []row) {
 	for _, k := range load.Kinds {
 		fmt.Fprintf(w, " %s |", k)
 	}
-	fmt.Fprintln(w, " p99 | steady p99 | worst after trigger | worst / steady p99 | ok in last 1 s | load |")
+	fmt.Fprintln(w, " p99 | max | steady p99 | worst after trigger | worst / steady p99 | ok in last 1 s | load |")
 	fmt.Fprint(w, "| --- | --- | --- | --- | --- | ---: | ---: |")
 	for range load.Kinds {
 		fmt.Fprint(w, " ---: |")
 	}
-	fmt.Fprintln(w, " ---: | ---: | --- | --- | ---: | ---: |")
+	fmt.Fprintln(w, " ---: | ---: | ---: | --- | --- | ---: | ---: |")
 	for _, r := range rows {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |", r.sys.name, r.trig.describe(), r.sys.how(r.trig), onOff(r.keepAlive))
 		if r.res == nil {
@@ -83,7 +83,7 @@ func report(w io.Writer, o options, rows []row) {
 		for _, k := range load.Kinds {
 			fmt.Fprintf(w, " %d |", r.sum.ByKind[k])
 		}
-		fmt.Fprintf(w, " %s | %s | %s | %s | %d | %s |\n", load.Round(r.sum.P99), load.Round(r.steady.P99),
+		fmt.Fprintf(w, " %s | %s | %s | %s | %s | %d | %s |\n", load.Round(r.sum.P99), load.Round(r.sum.Max), load.Round(r.steady.P99),
 			load.Durations(r.worst()), strings.Join(r.ratios(), ", "), r.lastSecond, r.load)
 	}
 	for _, r := range rows {
