@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
@@ -58,12 +59,12 @@ func main() {
 		}
 	}
 	o.log = func(s string) { fmt.Fprintln(os.Stderr, s) }
-	rows, err := run(context.Background(), o)
+	res, err := run(context.Background(), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
-	report(os.Stdout, o, rows)
+	report(os.Stdout, o, res)
 }
 
 func systemIDs() []string {
@@ -150,7 +151,13 @@ type env struct {
 	units                   int
 }
 
-func run(ctx context.Context, o options) ([]row, error) {
+// results are the rows and the machine they ran on.
+type results struct {
+	host string
+	rows []row
+}
+
+func run(ctx context.Context, o options) (*results, error) {
 	all := systems()
 	var chosen []*system
 	for _, s := range all {
@@ -165,6 +172,11 @@ func run(ctx context.Context, o options) ([]row, error) {
 		}
 	}
 	if err := installPeers(chosen); err != nil {
+		return nil, err
+	}
+	res := &results{}
+	var err error
+	if res.host, err = prepareHost(); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "baton-peers-")
@@ -183,7 +195,6 @@ func run(ctx context.Context, o options) ([]row, error) {
 	defer mgr.Stop()
 	e.mgr = mgr
 
-	var rows []row
 	for _, t := range o.triggers {
 		for _, s := range chosen {
 			if s.how(t) == "" || (o.want != nil && !o.want(s, t)) {
@@ -194,11 +205,11 @@ func run(ctx context.Context, o options) ([]row, error) {
 				if o.log != nil {
 					o.log(r.line())
 				}
-				rows = append(rows, r)
+				res.rows = append(res.rows, r)
 			}
 		}
 	}
-	return rows, nil
+	return res, nil
 }
 
 func contains(list []string, s string) bool {
@@ -270,4 +281,18 @@ func installPeers(chosen []*system) error {
 		return fmt.Errorf("apt-get install %s: %v: %s", strings.Join(missing, " "), err, b)
 	}
 	return nil
+}
+
+// prepareHost gives the machine systemd's settings (bench/host) and
+// describes it for the report.
+func prepareHost() (string, error) {
+	note, err := host.Prepare()
+	if err != nil {
+		return "", err
+	}
+	d := host.Describe()
+	if note != "" {
+		d += " (" + note + ")"
+	}
+	return d, nil
 }

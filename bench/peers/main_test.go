@@ -37,14 +37,14 @@ func TestBenchmarkRuns(t *testing.T) {
 		}
 		return false
 	}
-	rows, err := run(context.Background(), o)
+	res, err := run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	report(&out, o, rows)
+	report(&out, o, res)
 	t.Log("\n" + out.String())
-	for _, r := range rows {
+	for _, r := range res.rows {
 		name := r.sys.id + " " + string(r.trig)
 		if len(r.errs) > 0 || r.res == nil {
 			t.Errorf("%s: %s", name, strings.Join(r.errs, "; "))

@@ -60,9 +60,10 @@ func (r row) line() string {
 	return s
 }
 
-func report(w io.Writer, o options, rows []row) {
-	fmt.Fprintf(w, "peers benchmark: %d workers each, app sleeps 50 ms per request, %d clients, closed loop, %s per row, %d events per row (1 for a broken app)\n\n",
-		o.workers, o.clients, o.duration, o.events)
+func report(w io.Writer, o options, res *results) {
+	rows := res.rows
+	fmt.Fprintf(w, "peers benchmark: %d workers each, app sleeps 50 ms per request, %d clients, closed loop, %s per row, %d events per row (1 for a broken app); %s\n\n",
+		o.workers, o.clients, o.duration, o.events, res.host)
 	fmt.Fprint(w, "| server | trigger | how | keep-alive | exit | requests | failed |")
 	for _, k := range load.Kinds {
 		fmt.Fprintf(w, " %s |", k)

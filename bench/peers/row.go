@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 )
 
@@ -32,7 +32,7 @@ func (r *rowRun) socket() string  { return r.unit + ".socket" }
 func (e *env) row(s *system, t trigger, keepAlive bool) row {
 	e.units++
 	r := &rowRun{sys: s, trig: t, keepAlive: keepAlive, selfBound: t.selfBound(), unit: fmt.Sprintf("peer%d-%s", e.units, s.id), files: map[string]string{}}
-	out := row{sys: s, trig: t, keepAlive: keepAlive, load: loadAverage()}
+	out := row{sys: s, trig: t, keepAlive: keepAlive, load: host.LoadAverage1()}
 	r.dir = filepath.Join(e.dir, r.unit)
 	defer e.stop(r)
 	if err := e.start(r); err != nil {
@@ -152,19 +152,6 @@ func (e *env) drive(r *rowRun, out *row) {
 		out.steady = out.res.Within(load.Window{From: out.res.Begin, To: out.events[0].From}).Summary()
 	}
 	out.lastSecond = out.res.Within(load.Window{From: out.res.End.Add(-time.Second), To: out.res.End}).Summary().OK
-}
-
-// loadAverage is /proc/loadavg's 1-minute figure, for the record.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 func onOff(b bool) string {

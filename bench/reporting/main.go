@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/bench/procstat"
 	"github.com/batonhq/baton/internal/systemdtest"
@@ -97,6 +98,7 @@ func caseNames(cs []benchCase) []string {
 
 // results are every run, and what was left out and why.
 type results struct {
+	host    string
 	runs    []runResult
 	skipped []string
 }
@@ -128,6 +130,10 @@ type env struct {
 
 func run(ctx context.Context, o options) (*results, error) {
 	res := &results{}
+	var err error
+	if res.host, err = prepareHost(); err != nil {
+		return nil, err
+	}
 	var cases []benchCase
 	board, why := scoreboardWired()
 	for _, c := range allCases() {
@@ -293,7 +299,7 @@ func (e *env) runCase(c benchCase, round int) []runResult {
 }
 
 func (e *env) measure(c benchCase, u units, url string, round int, fixed bool) runResult {
-	r := runResult{c: c, round: round, fixed: fixed, load: loadAverage()}
+	r := runResult{c: c, round: round, fixed: fixed, load: host.LoadAverage1()}
 	var pids []int
 	supervisor := 0
 	for _, svc := range u.services {
@@ -365,14 +371,16 @@ func sample(pids []int) (map[int]procstat.Sample, error) {
 	return out, errors.Join(errs...)
 }
 
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
+// prepareHost gives the machine systemd's settings (bench/host) and
+// describes it for the report.
+func prepareHost() (string, error) {
+	note, err := host.Prepare()
 	if err != nil {
-		return "?"
+		return "", err
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
+	d := host.Describe()
+	if note != "" {
+		d += " (" + note + ")"
 	}
-	return f[0]
+	return d, nil
 }

@@ -101,7 +101,7 @@ func offOf(as []agg, c benchCase) *agg {
 }
 
 func report(w io.Writer, o options, res *results) {
-	fmt.Fprintf(w, "request reporting benchmark: examples/hello, GET /, keep-alive on, %d clients, %s per run, %d rounds (medians)\n\n", o.clients, o.duration, o.rounds)
+	fmt.Fprintf(w, "request reporting benchmark: examples/hello, GET /, keep-alive on, %d clients, %s per run, %d rounds (medians); %s\n\n", o.clients, o.duration, o.rounds, res.host)
 	closed := aggregate(res, false)
 	fmt.Fprintln(w, "Closed loop (maximum throughput):")
 	fmt.Fprintln(w)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/bench/procstat"
 )
@@ -47,7 +48,7 @@ func (e *env) newPool(kind string) (pool, error) {
 const limits = "LimitNOFILE=1048576\nTasksMax=infinity\nTimeoutStartSec=infinity\nTimeoutStopSec=10min\n"
 
 func (e *env) batonRow(n int) row {
-	r := row{server: "baton + examples/hello", workers: n, load: loadAverage()}
+	r := row{server: "baton + examples/hello", workers: n, load: host.LoadAverage()}
 	p, err := e.newPool("baton")
 	if err != nil {
 		r.errs = append(r.errs, err.Error())
@@ -172,18 +173,21 @@ func (e *env) stopPool(p pool) {
 func (e *env) measure(p pool, pid int, r *row) usage {
 	u := usage{window: e.opts.window}
 	a, err := procstat.Read(pid)
-	if err != nil {
+	ma, merr := procstat.ReadMachine()
+	if err = errors.Join(err, merr); err != nil {
 		r.errs = append(r.errs, err.Error())
 		return u
 	}
 	time.Sleep(e.opts.window)
 	b, err := procstat.Read(pid)
-	if err != nil {
+	mb, merr := procstat.ReadMachine()
+	if err = errors.Join(err, merr); err != nil {
 		r.errs = append(r.errs, err.Error())
 		return u
 	}
 	procs, _ := e.mgr.UnitProcs(e.ctx, p.service())
-	return usage{cpu: procstat.Share(a, b), rss: b.RSS, threads: b.Threads, fds: b.FDs, procs: len(procs), measured: true, window: e.opts.window}
+	return usage{cpu: procstat.Share(a, b), rss: b.RSS, threads: b.Threads, fds: b.FDs, procs: len(procs), measured: true, window: e.opts.window,
+		machine: float64(mb.Busy-ma.Busy) / float64(mb.At.Sub(ma.At))}
 }
 
 // workersPSS sums the proportional set sizes of the unit's processes other

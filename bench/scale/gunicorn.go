@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/internal/procfs"
 )
 
@@ -22,7 +23,7 @@ const (
 // gunicornRow runs gunicorn with n sync workers from a .socket unit, as
 // its documentation's unit does.
 func (e *env) gunicornRow(n int) row {
-	r := row{server: "gunicorn (sync workers)", workers: n, load: loadAverage()}
+	r := row{server: "gunicorn (sync workers)", workers: n, load: host.LoadAverage()}
 	if _, err := os.Stat("/usr/bin/gunicorn"); err != nil {
 		r.errs = append(r.errs, "gunicorn is not installed (apt-get install gunicorn)")
 		return r

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
@@ -56,12 +57,12 @@ func main() {
 		}
 	}
 	o.log = func(s string) { fmt.Fprintln(os.Stderr, s) }
-	rows, err := run(context.Background(), o)
+	res, err := run(context.Background(), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
-	report(os.Stdout, o, rows)
+	report(os.Stdout, o, res)
 }
 
 // env is what the rows share.
@@ -75,7 +76,18 @@ type env struct {
 	units int
 }
 
-func run(ctx context.Context, o options) ([]row, error) {
+// results are the rows and the machine they ran on.
+type results struct {
+	host string
+	rows []row
+}
+
+func run(ctx context.Context, o options) (*results, error) {
+	res := &results{}
+	var err error
+	if res.host, err = prepareHost(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "baton-scale-")
 	if err != nil {
 		return nil, err
@@ -91,18 +103,17 @@ func run(ctx context.Context, o options) ([]row, error) {
 	}
 	defer mgr.Stop()
 	e.mgr = mgr
-	var rows []row
 	for _, n := range o.workers {
 		r := e.batonRow(n)
 		e.logRow(r)
-		rows = append(rows, r)
+		res.rows = append(res.rows, r)
 	}
 	if o.gunicorn > 0 {
 		r := e.gunicornRow(o.gunicorn)
 		e.logRow(r)
-		rows = append(rows, r)
+		res.rows = append(res.rows, r)
 	}
-	return rows, nil
+	return res, nil
 }
 
 func (e *env) logRow(r row) {
@@ -158,6 +169,9 @@ type usage struct {
 	measured            bool
 	window              time.Duration
 	heartbeatsPerSecond float64
+	// machine is how many cores the whole machine kept busy meanwhile
+	// (other work on it included): the baseline a reload's CPU adds to.
+	machine float64
 }
 
 type reload struct {
@@ -179,14 +193,16 @@ type profile struct {
 	top   string
 }
 
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
+// prepareHost gives the machine systemd's settings (bench/host) and
+// describes it for the report.
+func prepareHost() (string, error) {
+	note, err := host.Prepare()
 	if err != nil {
-		return "?"
+		return "", err
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
+	d := host.Describe()
+	if note != "" {
+		d += " (" + note + ")"
 	}
-	return strings.Join(f[:3], " ")
+	return d, nil
 }

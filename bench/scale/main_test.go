@@ -12,12 +12,13 @@ import (
 // reload (surge 1 and 5) without failing a request, and stop.
 func TestBenchmarkRuns(t *testing.T) {
 	o := options{workers: []int{1, 10}, surge: 5, window: time.Second, gunicorn: 4, rate: 50, log: func(s string) { t.Log(s) }}
-	rows, err := run(context.Background(), o)
+	res, err := run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	report(&out, o, rows)
+	report(&out, o, res)
+	rows := res.rows
 	t.Log("\n" + out.String())
 	if len(rows) != 3 {
 		t.Fatalf("%d rows, want 3", len(rows))

@@ -27,13 +27,14 @@ func (u usage) String() string {
 	if !u.measured {
 		return "not measured"
 	}
-	return fmt.Sprintf("CPU %.2f%% of a core over %s, RSS %s, %d threads, %d fds, %d processes in the unit", 100*u.cpu, u.window, mib(u.rss), u.threads, u.fds, u.procs)
+	return fmt.Sprintf("CPU %.2f%% of a core over %s (the machine: %.2f cores busy), RSS %s, %d threads, %d fds, %d processes in the unit", 100*u.cpu, u.window, u.machine, mib(u.rss), u.threads, u.fds, u.procs)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-func report(w io.Writer, o options, rows []row) {
-	fmt.Fprintf(w, "scale benchmark: CPU over %s windows, %g req/s (fresh connection each) during reloads\n\n", o.window, o.rate)
+func report(w io.Writer, o options, res *results) {
+	rows := res.rows
+	fmt.Fprintf(w, "scale benchmark: CPU over %s windows, %g req/s (fresh connection each) during reloads; %s\n\n", o.window, o.rate, res.host)
 	fmt.Fprintf(w, "| server | workers | start to all ready | supervisor RSS | supervisor CPU, steady | threads | fds | workers' PSS | reload, surge 1 | reload, surge %d | failed requests during reloads | stop | 1 s watchdog: reload into it, surge 1 | supervisor CPU | watchdog expiries | load average |\n", o.surge)
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
@@ -59,7 +60,7 @@ func report(w io.Writer, o options, rows []row) {
 		}
 		cpu := "-"
 		if r.steady.measured {
-			cpu = fmt.Sprintf("%.2f%%", 100*r.steady.cpu)
+			cpu = fmt.Sprintf("%.2f%% (machine: %.2f cores busy)", 100*r.steady.cpu, r.steady.machine)
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.server, r.workers, load.Round(r.start), mib(r.steady.rss), cpu, r.steady.threads, r.steady.fds, mib(r.workersPSS),
