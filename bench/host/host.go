@@ -70,3 +70,27 @@ func readInt(path string) (int, error) {
 	}
 	return n, nil
 }
+
+// ListenDrops is how many connections the machine's TCP listeners have
+// dropped since boot (TcpExt ListenDrops in /proc/net/netstat: a full
+// accept queue, or no memory): a client's connect that times out while
+// this stays put was not refused by a full backlog.
+func ListenDrops() (int64, error) {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) || values[0] != "TcpExt:" {
+			continue
+		}
+		for j, n := range names {
+			if n == "ListenDrops" {
+				return strconv.ParseInt(values[j], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("/proc/net/netstat: no TcpExt ListenDrops")
+}

@@ -45,3 +45,9 @@ func TestPrepareAndDescribe(t *testing.T) {
 		t.Errorf("LoadAverage1 = %q", LoadAverage1())
 	}
 }
+
+func TestListenDrops(t *testing.T) {
+	if n, err := ListenDrops(); err != nil || n < 0 {
+		t.Errorf("ListenDrops = %d, %v", n, err)
+	}
+}

@@ -218,6 +218,7 @@ func (e *env) reload(p pool, r *row, supervisor, surge int, do func() (string, e
 	}
 	sup0, err0 := procstat.Read(supervisor)
 	mach0, err1 := procstat.ReadMachine()
+	drops0, err4 := host.ListenDrops()
 	start := time.Now()
 	exit, err := do()
 	if err == nil && done != nil {
@@ -227,7 +228,9 @@ func (e *env) reload(p pool, r *row, supervisor, surge int, do func() (string, e
 	rl.exit = exit
 	sup1, err2 := procstat.Read(supervisor)
 	mach1, err3 := procstat.ReadMachine()
-	if e := errors.Join(err0, err1, err2, err3); e != nil {
+	drops1, err5 := host.ListenDrops()
+	rl.listenDrops = drops1 - drops0
+	if e := errors.Join(err0, err1, err2, err3, err4, err5); e != nil {
 		r.errs = append(r.errs, fmt.Sprintf("reload (surge %d): CPU: %v", surge, e))
 	} else {
 		rl.supervisorCPU, rl.machineCPU = sup1.CPU-sup0.CPU, mach1.Busy-mach0.Busy

@@ -179,6 +179,9 @@ type reload struct {
 	// machineCPU the whole machine's (every process, other work on the
 	// machine included).
 	supervisorCPU, machineCPU time.Duration
+	// listenDrops is how many connections the machine's listeners dropped
+	// meanwhile (a full accept queue).
+	listenDrops int64
 	surge                     int
 	took                      time.Duration
 	exit                      string

@@ -11,7 +11,7 @@ import (
 func (r row) line() string {
 	s := fmt.Sprintf("%s, %d workers: ready after %s; steady %s; workers' PSS %s", r.server, r.workers, load.Round(r.start), r.steady, mib(r.workersPSS))
 	for _, rl := range r.reloads {
-		s += fmt.Sprintf("; reload surge %d: %s (exit %s, %d of %d requests failed: %s; CPU: supervisor %s, machine %s)", rl.surge, load.Round(rl.took), rl.exit, rl.failed, rl.reqs, rl.kinds, load.Round(rl.supervisorCPU), load.Round(rl.machineCPU))
+		s += fmt.Sprintf("; reload surge %d: %s (exit %s, %d of %d requests failed: %s; CPU: supervisor %s, machine %s; listen drops %d)", rl.surge, load.Round(rl.took), rl.exit, rl.failed, rl.reqs, rl.kinds, load.Round(rl.supervisorCPU), load.Round(rl.machineCPU), rl.listenDrops)
 	}
 	if r.watchdog.measured {
 		s += fmt.Sprintf("; reload into watchdog 1s (surge 1): %s, then %s, %d watchdog expiries", load.Round(r.watchdogStart), r.watchdog, r.watchdogKills)
@@ -50,7 +50,11 @@ func report(w io.Writer, o options, res *results) {
 					big += " (all at once)"
 				}
 			}
-			failed = append(failed, fmt.Sprintf("%d of %d", rl.failed, rl.reqs))
+			f := fmt.Sprintf("%d of %d", rl.failed, rl.reqs)
+			if rl.failed > 0 {
+				f += fmt.Sprintf(" (%s; %d listen drops)", rl.kinds, rl.listenDrops)
+			}
+			failed = append(failed, f)
 		}
 		wdStart, wd, wdKills := "-", "-", "-"
 		if r.watchdog.measured {
