@@ -182,12 +182,12 @@ type reload struct {
 	// listenDrops is how many connections the machine's listeners dropped
 	// meanwhile (a full accept queue).
 	listenDrops int64
-	surge                     int
-	took                      time.Duration
-	exit                      string
-	failed                    int
-	kinds                     string
-	reqs                      int
+	surge       int
+	took        time.Duration
+	exit        string
+	failed      int
+	kinds       string
+	reqs        int
 }
 
 type profile struct {
