@@ -140,7 +140,7 @@ func (e *env) takeProfile(p pool, name string) (profile, error) {
 	}
 	// Go's profiles carry their symbols: the binary, gone with the
 	// temporary directory, is not needed to read them later.
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", e.baton, path).CombinedOutput()
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", e.baton, path).CombinedOutput()
 	if err != nil {
 		return profile{path: path}, fmt.Errorf("go tool pprof: %v: %s", err, top)
 	}
