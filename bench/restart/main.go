@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
@@ -64,6 +65,10 @@ type env struct {
 }
 
 func run(ctx context.Context, o options) ([]row, error) {
+	// systemd's notify queue length, as on a machine systemd booted.
+	if _, err := host.Prepare(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	if err != nil {
 		return nil, err
@@ -94,7 +99,7 @@ func run(ctx context.Context, o options) ([]row, error) {
 }
 
 func report(out io.Writer, o options, rows []row) {
-	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /\n\n", o.concurrency, o.duration)
+	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /; %s\n\n", o.concurrency, o.duration, host.Describe())
 	fmt.Fprint(out, "| service | events | requests | failed |")
 	for _, k := range load.Kinds {
 		fmt.Fprintf(out, " %s |", k)
