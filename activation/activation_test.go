@@ -2,6 +2,7 @@ package activation
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -216,6 +217,16 @@ func TestBindUnix(t *testing.T) {
 	s2, err := Bind(c)
 	if err != nil {
 		t.Fatalf("rebind over stale socket: %v", err)
+	}
+	// A socket a live process listens on is never taken over.
+	_, err = Bind(c)
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), path+": address already in use") {
+		t.Errorf("bind over a live socket: %v", err)
+	}
+	if conn, err := net.Dial("unix", path); err != nil {
+		t.Errorf("the live socket was taken over: %v", err)
+	} else {
+		conn.Close()
 	}
 	s2.Close()
 	// A regular file is not ours to delete.

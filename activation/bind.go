@@ -3,7 +3,6 @@ package activation
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/user"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/unixsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -102,16 +102,12 @@ func bindUnix(c config.Socket) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return -1, err
 	}
-	// A socket file left by a previous run is stale (nothing can listen on
-	// it without holding its fd, which would have come back through
-	// LISTEN_FDS); anything else at the path is not ours to delete.
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return -1, fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return -1, fmt.Errorf("remove stale socket: %w", err)
-		}
+	// A socket file left by a run that died is stale and replaced; one that
+	// a live process listens on (another baton, the application run by
+	// hand) is never taken over, and anything else at the path is not ours
+	// to delete.
+	if err := unixsock.RemoveStale(path); err != nil {
+		return -1, err
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -38,17 +38,26 @@ type statusJSON struct {
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := client.Get(url)
+	fams, err := tryScrape(url)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return fams
+}
+
+// tryScrape reads and parses url's metrics.
+func tryScrape(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var p expfmt.TextParser
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("metrics are not valid exposition text: %v", err)
+		return nil, fmt.Errorf("metrics are not valid exposition text: %w", err)
 	}
-	return fams
+	return fams, nil
 }
 
 func value(fams map[string]*dto.MetricFamily, name, label, want string) (float64, bool) {

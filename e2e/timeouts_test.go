@@ -66,7 +66,7 @@ func TestSlowRequestIsTheRequestClocksAndDumpsStacks(t *testing.T) {
 	}
 	s.waitFor("the request clock to fire and the worker to be replaced", 30*time.Second, func() bool {
 		// Go's runtime exits with status 2 once it has dumped its stacks.
-		return strings.Contains(s.readLog(), "exited with status 2 after") && s.show("StatusText") == "2/2 workers ready, generation 1"
+		return strings.Contains(s.readLog(), "exited with status 2 (request-timeout)") && s.show("StatusText") == "2/2 workers ready, generation 1"
 	})
 	log := s.readLog()
 	for _, want := range []string{

@@ -148,6 +148,12 @@ func TestShippedUnitsServeAndReload(t *testing.T) {
 		t.Errorf("admin socket: %d", code)
 	}
 	pid, _ := mgr.MainPID(ctx(t), "baton@demo.service")
+	// An operator's shell finds the instance by its name, with no flag.
+	for _, name := range []string{"demo", "baton@demo"} {
+		if got := statusPID(t, name); got != pid {
+			t.Errorf("baton status %s: pid %d, want %d", name, got, pid)
+		}
+	}
 	if procs, _ := mgr.UnitProcs(ctx(t), "baton@demo.service"); len(procs) > 1 {
 		for _, p := range procs {
 			if p == pid {

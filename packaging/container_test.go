@@ -19,9 +19,19 @@ import (
 	"github.com/batonhq/baton/bench/load"
 )
 
-// rootCache is where the Debian 12 root is kept between runs on a machine;
-// the test builds it with debootstrap when it is absent.
-const rootCache = "/var/cache/baton-test/bookworm"
+// rootCache is where the Debian roots are kept between runs on a machine,
+// one directory per release; a test builds one with debootstrap (once per
+// machine) when it is absent.
+const rootCache = "/var/cache/baton-test"
+
+// Releases the booted tests run on: Debian 12 has systemd 252, Debian 13
+// systemd 257 (Type=notify-reload, since 253).
+const (
+	bookworm = "bookworm"
+	trixie   = "trixie"
+)
+
+var releases = []string{bookworm, trixie}
 
 func init() {
 	// Re-executed inside the container's network namespace as the load
@@ -80,27 +90,41 @@ func loadMain(url string) int {
 	return 0
 }
 
-func ensureRoot(t *testing.T) {
+// ensureRoot returns the cached root of release, building it first if
+// need be. A lock keeps two test runs on one machine from building the
+// same root at once.
+func ensureRoot(t *testing.T, release string) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(rootCache, "usr/lib/systemd/systemd")); err == nil {
-		return
-	}
-	t.Logf("building the Debian 12 root in %s with debootstrap (once per machine)", rootCache)
-	tmp := rootCache + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Dir(rootCache), 0o755); err != nil {
+	root := filepath.Join(rootCache, release)
+	if err := os.MkdirAll(rootCache, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", tmp, "http://deb.debian.org/debian").CombinedOutput()
+	lock, err := os.OpenFile(root+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		t.Fatalf("debootstrap: %v\n%s", err, out)
-	}
-	if err := os.Rename(tmp, rootCache); err != nil {
 		t.Fatal(err)
 	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(filepath.Join(root, "usr/lib/systemd/systemd")); err == nil {
+		return root
+	}
+	t.Logf("building the Debian %s root in %s with debootstrap (once per machine)", release, root)
+	tmp := root + ".tmp"
+	os.RemoveAll(tmp)
+	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", release, tmp, "http://deb.debian.org/debian").CombinedOutput()
+	if err != nil {
+		t.Fatalf("debootstrap %s: %v\n%s", release, err, out)
+	}
+	if err := os.Rename(tmp, root); err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
-// container is a booted Debian 12 with systemd as PID 1.
+// container is a booted Debian with systemd as PID 1.
 type container struct {
 	t    *testing.T
 	root string
@@ -108,14 +132,14 @@ type container struct {
 	pid1 int
 }
 
-func boot(t *testing.T) *container {
+func boot(t *testing.T, release string) *container {
 	t.Helper()
-	ensureRoot(t)
+	cache := ensureRoot(t, release)
 	root, err := os.MkdirTemp("/var/tmp", "baton-ct-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("cp", "-a", rootCache+"/.", root).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-a", cache+"/.", root).CombinedOutput(); err != nil {
 		t.Fatalf("copy root: %v\n%s", err, out)
 	}
 	c := &container{t: t, root: root}
@@ -301,16 +325,9 @@ func (c *container) copyIn(src, dst string, mode os.FileMode) {
 	}
 }
 
-// The .deb on a real Debian 12 with systemd as PID 1: install, run an
-// instance of the shipped, fully sandboxed units, upgrade under load (the
-// postinst's reload executes the new baton in place), remove and purge.
-func TestDebInBootedDebian(t *testing.T) {
-	cmd := exec.Command("./packaging/build")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "VERSION=0.2.0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build 0.2.0: %v\n%s", err, out)
-	}
+// buildHello builds the example worker, static, for the containers.
+func buildHello(t *testing.T) string {
+	t.Helper()
 	hello := filepath.Join(t.TempDir(), "hello")
 	build := exec.Command("go", "build", "-o", hello, "./examples/hello")
 	build.Dir = ".."
@@ -318,8 +335,28 @@ func TestDebInBootedDebian(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build hello: %v\n%s", err, out)
 	}
+	return hello
+}
 
-	c := boot(t)
+// The .deb on a real Debian 12 and 13 with systemd as PID 1: install, run
+// an instance of the shipped, fully sandboxed units, upgrade under load
+// (the postinst's reload executes the new baton in place), remove and
+// purge.
+func TestDebInBootedDebian(t *testing.T) {
+	cmd := exec.Command("./packaging/build")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "VERSION=0.2.0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build 0.2.0: %v\n%s", err, out)
+	}
+	hello := buildHello(t)
+	for _, release := range releases {
+		t.Run(release, func(t *testing.T) { debLifecycle(t, release, hello) })
+	}
+}
+
+func debLifecycle(t *testing.T, release, hello string) {
+	c := boot(t, release)
 	c.copyIn(deb, "/root/baton_0.1.0.deb", 0o644)
 	c.copyIn(filepath.Join("..", "dist", "baton_0.2.0-1_amd64.deb"), "/root/baton_0.2.0.deb", 0o644)
 	c.copyIn(hello, "/usr/local/bin/hello", 0o755)
@@ -370,8 +407,11 @@ func TestDebInBootedDebian(t *testing.T) {
 	if now := strings.TrimSpace(c.must("systemctl", "show", "-p", "MainPID", "--value", "baton@demo.service")); now != pid {
 		t.Errorf("main pid %s became %s: the upgrade restarted baton", pid, now)
 	}
-	if out := c.must("baton", "status", "--control", "/run/baton/demo/control.sock"); !strings.Contains(out, "baton 0.2.0") {
-		t.Errorf("the running baton is not the new one:\n%s", out)
+	// An admin's shell finds the instance by name, and as the only one.
+	for _, args := range [][]string{{"status", "demo"}, {"status"}} {
+		if out := c.must(append([]string{"baton"}, args...)...); !strings.Contains(out, "baton 0.2.0") {
+			t.Errorf("baton %v: the running baton is not the new one:\n%s", args, out)
+		}
 	}
 
 	// Remove stops every instance; purge leaves only the admin's own files.

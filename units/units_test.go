@@ -44,11 +44,15 @@ func TestSecurityExposureIsOK(t *testing.T) {
 
 func TestUnitsVerify(t *testing.T) {
 	dir := instance(t)
-	// The documented example for a second named socket, as an admin would
-	// install it: the socket unit and the service drop-in.
+	// The documented examples as an admin would install them: a second
+	// named socket (the socket unit and the service drop-in), the drop-in
+	// that relaxes the sandbox, the one that opens the socket to a reverse
+	// proxy's group.
 	for src, dst := range map[string]string{
 		"examples/baton-admin@.socket":                "baton-admin@demo.socket",
 		"examples/baton@.service.d/admin-socket.conf": "baton@demo.service.d/admin-socket.conf",
+		"examples/baton@.service.d/sandbox.conf":      "baton@demo.service.d/sandbox.conf",
+		"examples/baton@.socket.d/proxy-group.conf":   "baton@demo.socket.d/proxy-group.conf",
 	} {
 		b, err := os.ReadFile(src)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/fdutil"
+	"github.com/batonhq/baton/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,9 @@ type Handoff struct {
 	Sockets    []HandoffSocket
 	Gen        int
 	LastGen    int
+	Seq        int // worker ids used so far
 	SentReady  bool
+	EverReady  bool
 	Workers    []HandoffWorker
 }
 
@@ -36,8 +39,11 @@ type HandoffSocket struct {
 
 // HandoffWorker is one live worker.
 type HandoffWorker struct {
+	ID               string
 	Slot, PID, Gen   int
 	State            State
+	Reason           StopReason
+	Detail           string
 	Retired          bool
 	Spawned, ReadyAt time.Time
 	LastHeartbeat    time.Time
@@ -88,15 +94,15 @@ func setCloexec(fd int, on bool) error {
 // until the exec replaced the process or failed.
 func (s *Supervisor) handoff(req handoffRequest) {
 	switch {
-	case s.stopping:
-		req.reply <- handoffReply{err: errors.New("baton is stopping")}
+	case s.phase != phaseRunning:
+		req.reply <- handoffReply{err: ErrStopping}
 		return
 	case s.rollout != nil:
 		req.reply <- handoffReply{err: fmt.Errorf("cannot upgrade now: %w", ErrReloadInProgress)}
 		return
 	}
 	s.cancelRecycles()
-	h := &Handoff{NotifyPath: s.notify.Path(), Gen: s.gen, LastGen: s.lastGen, SentReady: s.sentReady}
+	h := &Handoff{NotifyPath: s.notify.Path(), Gen: s.gen, LastGen: s.lastGen, Seq: s.seq, SentReady: s.sentReady, EverReady: s.everReady}
 	var fds []int
 	keep := func(fd int) error {
 		if err := setCloexec(fd, false); err != nil {
@@ -137,7 +143,7 @@ func (s *Supervisor) handoff(req handoffRequest) {
 		h.Sockets = append(h.Sockets, HandoffSocket{FD: fd, Name: x.Name, Addr: x.Addr, Origin: string(x.Origin)})
 	}
 	for _, w := range s.byPID {
-		hw := HandoffWorker{Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1}
+		hw := HandoffWorker{ID: w.id, Slot: w.slot, PID: w.pid, Gen: w.gen, State: w.state, Reason: w.reason, Detail: w.detail, Retired: w.retired, Spawned: w.spawned, ReadyAt: w.readyAt, LastHeartbeat: w.lastHeartbeat, Status: w.status, StdoutFD: -1, StderrFD: -1}
 		if w.outR != nil {
 			out, err1 := fdutil.Raw(w.outR)
 			errFD, err2 := fdutil.Raw(w.errR)
@@ -163,30 +169,35 @@ func (s *Supervisor) handoff(req handoffRequest) {
 
 // adopt takes over the workers of a handoff, in Run before anything else.
 func (s *Supervisor) adopt(h *Handoff) {
-	s.gen, s.lastGen, s.sentReady = h.Gen, h.LastGen, h.SentReady
+	s.gen, s.lastGen, s.sentReady, s.everReady = h.Gen, h.LastGen, h.SentReady, h.EverReady || h.SentReady
+	s.seq = h.Seq
 	now := s.now()
 	for _, hw := range h.Workers {
-		w := &worker{
-			slot: hw.Slot, gen: hw.Gen, cfg: s.cfg, sockets: s.sockets, pid: hw.PID, state: hw.State,
-			spawned: hw.Spawned, readyAt: hw.ReadyAt, lastHeartbeat: hw.LastHeartbeat, status: hw.Status,
-			retired: hw.Retired,
+		id := hw.ID
+		if id == "" {
+			s.seq++
+			id = fmt.Sprintf("w%d-g%d-a%d", hw.Slot, hw.Gen, s.seq)
 		}
+		w := &worker{
+			id: id, slot: hw.Slot, gen: hw.Gen, cfg: s.cfg, sockets: s.sockets, pid: hw.PID, state: Starting,
+			spawned: hw.Spawned, lastHeartbeat: hw.LastHeartbeat, status: hw.Status, retired: hw.Retired,
+			reason: hw.Reason, detail: hw.Detail,
+		}
+		w.alarm = newAlarm(func(now time.Time) { s.workerAlarm(w, now) })
+		exited := make(chan unix.WaitStatus, 1)
+		p, err := s.spawner.Adopt(w.id, w.pid, func(ws unix.WaitStatus) { exited <- ws })
+		if err != nil {
+			s.log.WithError(err).Errorf("adopt worker %d (pid %d): it is killed", w.slot, w.pid)
+			_ = unix.Kill(w.pid, unix.SIGKILL)
+			p = &procHandle{pid: w.pid, pidfd: -1}
+			proc.Default().Adopt(w.pid, func(e proc.Exit) { exited <- e.Status })
+		}
+		w.proc = p
 		w.bootDeadline = addClock(now, s.cfg.BootTimeout)
 		w.watchdog = s.cfg.WatchdogTimeout
 		s.recycleLimits(w)
-		s.byPID[w.pid] = w
-		if w.state == Stopping {
-			// Its drain goes on; the kill deadline restarts with this baton.
-			w.retired = true
-			w.stopReason = "stopping before the upgrade"
-			w.killAt = addClock(now, s.cfg.GracefulTimeout)
-		} else if sl := s.slotOf(w); sl != nil && sl.w == nil {
-			sl.w, sl.gen = w, w.gen
-		} else {
-			// More workers than slots (the config shrank): drain the rest.
-			w.retired = true
-			s.stopWorker(w, "scaled down", Graceful)
-		}
+		s.track(w)
+		pumped := make(chan struct{})
 		if hw.StdoutFD >= 0 {
 			for _, p := range []struct {
 				fd     int
@@ -199,22 +210,55 @@ func (s *Supervisor) adopt(h *Handoff) {
 				} else {
 					w.errR = f
 				}
-				if s.onOutput != nil {
-					go s.pump(f, w, p.stream)
-				} else {
-					_ = f.Close()
-				}
 			}
+			if s.onOutput != nil {
+				s.pumpOutput(w, pumped)
+			} else {
+				_ = w.outR.Close()
+				_ = w.errR.Close()
+				close(pumped)
+			}
+		} else {
+			close(pumped)
 		}
-		go s.waitAdopted(w)
-	}
-	// Slots no adopted worker fills start afresh.
-	for _, sl := range s.slots {
-		if sl.w == nil {
-			sl.nextSpawn = now
+		go func() { s.afterOutput(w, <-exited, pumped) }()
+		switch {
+		case hw.State.stopping():
+			// Its drain goes on; the kill deadline restarts with this baton.
+			w.retired = true
+			if w.detail == "" {
+				w.detail = "stopping before the upgrade"
+			}
+			s.setState(w, Stopping)
+			continue
+		case hw.State == Ready:
+			s.setState(w, Ready)
+			w.readyAt = hw.ReadyAt
+			if !hw.LastHeartbeat.IsZero() {
+				w.lastHeartbeat = hw.LastHeartbeat
+			}
+			s.arm(&w.alarm, s.readyDue(w))
+		default:
+			s.setState(w, Starting)
+		}
+		if sl := s.adoptSlot(w); sl == nil {
+			// More workers than slots (the config shrank): drain the rest.
+			s.retire(w, StopScaledDown, "scaled down")
 		}
 	}
 	s.log.WithField("generation", s.gen).Infof("adopted %d workers from the baton this one replaced", len(h.Workers))
+}
+
+func (s *Supervisor) adoptSlot(w *worker) *slot {
+	if w.retired || w.slot < 1 || w.slot > len(s.slots) {
+		return nil
+	}
+	sl := s.slots[w.slot-1]
+	if sl.w != nil {
+		return nil
+	}
+	sl.w, sl.gen = w, w.gen
+	return sl
 }
 
 // SocketsFromHandoff rebuilds the socket set a handoff passed.

@@ -98,6 +98,25 @@ func testWorker(mode string) int {
 		}()
 		notifyUp("READY=1")
 		return waitTerm()
+	case "serve-silent":
+		// Serves, holding every connection open, but never says READY=1:
+		// a program that does not speak sd_notify.
+		l, err := net.FileListener(os.NewFile(3, "web"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "test worker:", err)
+			return 3
+		}
+		go func() {
+			var held []net.Conn
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		return waitTerm()
 	case "child-ready":
 		// A descendant reports readiness, as a shell script running
 		// systemd-notify does.
@@ -137,7 +156,11 @@ func testWorker(mode string) int {
 		return waitTerm()
 	case "ready-then-exit":
 		notifyUp("READY=1")
-		time.Sleep(150 * time.Millisecond)
+		life := 150 * time.Millisecond
+		if d, err := time.ParseDuration(os.Getenv("BATON_TEST_LIFE")); err == nil {
+			life = d
+		}
+		time.Sleep(life)
 		return 1
 	case "bloat":
 		notifyUp("READY=1")
@@ -165,8 +188,45 @@ func testWorker(mode string) int {
 		_ = os.WriteFile(marker, nil, 0o600)
 		notifyUp("X_BATON_RECYCLE=1")
 		return waitTerm()
+	case "ready-then-exit0":
+		// Ready, then a clean exit at once: a loop that must be backed off.
+		// With BATON_TEST_OUT, the first worker of all lives a while, so
+		// that the pool counts as having been ready.
+		notifyUp("READY=1")
+		life := 20 * time.Millisecond
+		if dir := os.Getenv("BATON_TEST_OUT"); dir != "" {
+			if _, err := os.Stat(dir + "/first"); err != nil {
+				_ = os.WriteFile(dir+"/first", nil, 0o600)
+				life = 1500 * time.Millisecond
+			}
+		}
+		time.Sleep(life)
+		return 0
+	case "stopping-forever":
+		// Announces STOPPING=1 and then never leaves, whatever it is told.
+		signal.Ignore(syscall.SIGTERM)
+		notifyUp("READY=1")
+		time.Sleep(100 * time.Millisecond)
+		notifyUp("STOPPING=1")
+		select {}
+	case "broken-deploy":
+		// As gunicorn does: READY=1 before the application is imported,
+		// then the import fails.
+		notifyUp("READY=1")
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprintln(os.Stderr, "Traceback (most recent call last):")
+		fmt.Fprintln(os.Stderr, "ModuleNotFoundError: No module named 'app'")
+		return 3
 	case "send-ready":
+		// As systemd-notify does by default: wait until the manager has
+		// processed the message (BARRIER=1), so the sender is still alive
+		// to be attributed.
 		notifyUp("READY=1\nSTATUS=from a child")
+		s, _ := sdnotify.SenderFromEnv()
+		if err := s.SendBarrier(); err != nil {
+			fmt.Fprintln(os.Stderr, "test worker:", err)
+			return 3
+		}
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "unknown BATON_TEST_MODE", mode)

@@ -3,7 +3,6 @@ package workers
 import (
 	"errors"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/batonhq/baton/internal/procfs"
@@ -11,43 +10,79 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// notifyEvent is a datagram with its sender's ancestry, resolved by the
-// reader at once: a short-lived sender (systemd-notify) may be gone by the
-// time the loop looks.
+// notifyEvent is a datagram with its sender's ancestry (the sender alone
+// when it is a worker itself, the common case).
 type notifyEvent struct {
 	dg    *sdnotify.Datagram
-	chain []int // sender pid, its parent, grandparent, ... up to init
+	chain []int // sender pid, its parent, grandparent, ... up to baton
 }
 
-// dropEvent is a datagram the listener already discarded.
-type dropEvent struct {
-	pid    int
-	reason string
-}
+// Kinds of dropped notifications, for metrics.
+const (
+	dropForeign   = "foreign"
+	dropOversized = "oversized"
+	dropMalformed = "malformed"
+	dropFlood     = "flood"
+	dropMainPID   = "mainpid"
+	dropLate      = "late"
+)
 
 // maxAncestry bounds the walk up the process tree.
 const maxAncestry = 64
 
-func (s *Supervisor) readNotifications(done chan<- struct{}) {
+// watchNotifications tells the loop when datagrams wait on the notify
+// socket, and waits until it has read them: the loop reads every datagram
+// itself, in order, so that it can read everything queued whenever it
+// must (before judging any clock) and nothing is in flight elsewhere.
+func (s *Supervisor) watchNotifications(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
-		dg, err := s.notify.Receive()
-		var drop *sdnotify.DropError
-		switch {
-		case errors.As(err, &drop):
-			s.events <- dropEvent{pid: drop.PID, reason: drop.Reason}
-			continue
-		case err != nil:
-			return // socket closed by Run
+		if err := s.notify.WaitReadable(); err != nil {
+			return // closed by Run
 		}
-		s.events <- notifyEvent{dg: dg, chain: ancestry(dg.PID)}
+		select {
+		case s.readable <- struct{}{}:
+		case <-stop:
+			return
+		}
+		select {
+		case <-s.readDone:
+		case <-stop:
+			return
+		}
 	}
 }
 
+// readBatch bounds the datagrams read in one go, so that a flood shares the
+// loop with exits, timers and requests.
+const readBatch = 256
+
+// readNotifications handles up to limit queued datagrams; it reports
+// whether the socket is empty, and how many it read.
+func (s *Supervisor) readNotifications(limit int) (bool, int) {
+	for i := 0; i < limit; i++ {
+		dg, err := s.notify.ReceiveNow()
+		var drop *sdnotify.DropError
+		switch {
+		case errors.Is(err, sdnotify.ErrNoDatagram):
+			return true, i
+		case errors.As(err, &drop):
+			s.countDrop(drop.PID, string(drop.Kind), drop.Reason)
+			continue
+		case err != nil:
+			return true, i // closed
+		}
+		chain := []int{dg.PID}
+		if _, direct := s.byPID[dg.PID]; !direct {
+			chain = ancestry(dg.PID)
+		}
+		s.onNotify(notifyEvent{dg: dg, chain: chain})
+	}
+	return false, limit
+}
+
 // ancestry returns pid and its ancestors, read from /proc, up to baton
-// itself: every worker is baton's child, so nothing above can be one. A
-// worker's own datagram (the common case, twice per reported request)
-// costs one read.
+// itself: every worker is baton's child, so nothing above can be one.
 func ancestry(pid int) []int {
 	chain := []int{pid}
 	self := os.Getpid()
@@ -61,6 +96,46 @@ func ancestry(pid int) []int {
 	return chain
 }
 
+// drainLimit bounds one drain, so that a flood cannot keep the loop from
+// its clocks for ever.
+const drainLimit = 20000
+
+// drainEvents handles everything already queued — events, and datagrams
+// still in the notify socket — so that no clock is judged on stale news:
+// a supervisor that was stalled reads the heartbeats that arrived in the
+// meantime before it decides any worker is hung.
+//
+// A drain that finds the socket backed up (backlog datagrams or more)
+// also gives clocks a moment's grace: senders that found the queue full
+// (the kernel queues 512 datagrams per socket by default) may still be
+// blocked with their heartbeats.
+func (s *Supervisor) drainEvents() {
+	datagrams := 0
+	defer func() {
+		if datagrams >= backlog {
+			s.backlogged(datagrams, s.now())
+		}
+	}()
+	for n := 0; n < drainLimit; {
+		select {
+		case ev := <-s.events:
+			s.handle(ev)
+			n++
+			continue
+		default:
+		}
+		empty, read := s.readNotifications(readBatch)
+		datagrams += read
+		if empty {
+			return
+		}
+		n += readBatch
+	}
+}
+
+// backlog is how many datagrams waiting at a drain count as a backlog.
+const backlog = 256
+
 // attribute finds the worker a sender belongs to: the worker itself, a
 // process it named with MAINPID=, or a descendant.
 func (s *Supervisor) attribute(chain []int) *worker {
@@ -68,13 +143,31 @@ func (s *Supervisor) attribute(chain []int) *worker {
 		if w, ok := s.byPID[pid]; ok {
 			return w
 		}
-		for _, w := range s.byPID {
-			if w.mainPID == pid {
-				return w
-			}
+		if w, ok := s.mainPIDs[pid]; ok {
+			return w
+		}
+	}
+	if s.contain != nil && len(chain) > 0 {
+		if id, ok := s.contain.Owner(chain[0]); ok {
+			return s.byID[id]
 		}
 	}
 	return nil
+}
+
+// descends reports whether pid is w or one of its descendants.
+func (s *Supervisor) descends(pid int, w *worker) bool {
+	if s.contain != nil {
+		if id, ok := s.contain.Owner(pid); ok {
+			return id == w.id
+		}
+	}
+	for _, p := range ancestry(pid) {
+		if p == w.pid {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Supervisor) closeDatagram(dg *sdnotify.Datagram) {
@@ -92,63 +185,71 @@ func (s *Supervisor) onNotify(ev notifyEvent) {
 		if s.recentlyExited(ev.chain) {
 			// A worker's last words (STOPPING=1, a request's end) can be
 			// read after its exit was: not a spoof, nothing to act on.
-			s.dropped["late"]++
+			s.dropped[dropLate]++
 			return
 		}
-		s.countDrop(ev.dg.PID, "sender is not a worker nor a worker's descendant")
+		s.countDrop(ev.dg.PID, dropForeign, "sender is not a worker nor a worker's descendant")
+		return
+	}
+	if w.state == Exited {
+		s.dropped[dropLate]++
 		return
 	}
 	m := ev.dg.Message
-	log := s.workerLog(w)
 	if len(ev.dg.FDs) > 0 && !m.Barrier {
-		log.Warnf("worker %d sent %d file descriptors; workers have no fd store, closed them", w.slot, len(ev.dg.FDs))
+		s.workerLog(w).Warnf("worker %d sent %d file descriptors; workers have no fd store, closed them", w.slot, len(ev.dg.FDs))
 	}
 	if m.Status != nil {
 		w.status = *m.Status
 	}
 	if m.Errno != nil {
-		log.Warnf("worker %d reports errno %d (%s)", w.slot, *m.Errno, syscall.Errno(*m.Errno).Error())
+		s.workerLog(w).Warnf("worker %d reports errno %d (%s)", w.slot, *m.Errno, syscall.Errno(*m.Errno).Error())
 	}
-	if m.MainPID != nil && *m.MainPID != w.pid {
-		w.mainPID = *m.MainPID
-		log.Infof("worker %d names pid %d as its main process", w.slot, w.mainPID)
+	if m.MainPID != nil {
+		s.onMainPID(w, *m.MainPID)
 	}
 	now := s.now()
 	if m.Ready && w.state == Starting {
-		s.markReady(w)
+		s.becameReady(w)
 	}
-	s.onRequests(w, m, now)
-	s.onClocks(w, m, now)
+	s.onRequests(w, m, ev.dg.PID, now)
+	s.onClocks(w, m, ev.dg.PID, now)
 	if v, ok := m.Get(FieldRecycle); ok && v == "1" {
 		s.wantRecycle(w, "the worker asked ("+FieldRecycle+"=1)")
 	}
-	if m.Stopping && w.state != Stopping {
-		// The worker is leaving on its own (e.g. it recycles itself): stop
-		// counting it as ready and replace it when it exits.
-		w.state = Stopping
-		w.stopReason = "worker said STOPPING=1"
-		log.Infof("worker %d is stopping on its own", w.slot)
+	if m.Stopping && (w.state == Starting || w.state == Ready) {
+		s.stoppingItself(w)
 	}
+}
+
+// onMainPID accepts a MAINPID= that names the worker or one of its
+// descendants (a wrapper script's real server), as systemd refuses a
+// MAINPID outside the service's cgroup: a worker may not make baton
+// attribute, signal or count another process as its own.
+func (s *Supervisor) onMainPID(w *worker, pid int) {
+	if pid == w.pid || pid == w.mainPID {
+		return
+	}
+	if pid <= 1 || !s.descends(pid, w) {
+		s.countDrop(w.pid, dropMainPID, "MAINPID= names a process that is not the worker's own")
+		s.workerLog(w).Warnf("worker %d named pid %d as its main process, which is neither the worker nor one of its descendants: refused", w.slot, pid)
+		return
+	}
+	if w.mainPID != 0 {
+		delete(s.mainPIDs, w.mainPID)
+	}
+	w.mainPID = pid
+	s.mainPIDs[pid] = w
+	s.workerLog(w).Infof("worker %d names pid %d as its main process", w.slot, pid)
 }
 
 // countDrop counts a discarded datagram. Logging is rate-limited to powers
 // of two so that a flooding process cannot flood the log too.
-func (s *Supervisor) countDrop(pid int, reason string) {
+func (s *Supervisor) countDrop(pid int, kind, reason string) {
 	s.droppedN++
-	s.dropped[dropKind(reason)]++
+	s.dropped[kind]++
 	if n := s.droppedN; n&(n-1) == 0 {
 		s.log.WithFields(logrus.Fields{"sender_pid": pid, "dropped_total": n}).Warnf("dropped notification from pid %d: %s", pid, reason)
-	}
-}
-
-func dropKind(reason string) string {
-	switch {
-	case strings.HasPrefix(reason, "sender is not"):
-		return "foreign"
-	case strings.Contains(reason, "larger than"):
-		return "oversized"
-	default:
-		return "malformed"
 	}
 }
 
@@ -157,18 +258,20 @@ func dropKind(reason string) string {
 const exitedMemory = 256
 
 func (s *Supervisor) rememberExit(pid int) {
-	s.exited = append(s.exited, pid)
-	if len(s.exited) > exitedMemory {
-		s.exited = s.exited[1:]
+	if len(s.exitedRing) < exitedMemory {
+		s.exitedRing = append(s.exitedRing, pid)
+	} else {
+		delete(s.exited, s.exitedRing[s.exitedNext])
+		s.exitedRing[s.exitedNext] = pid
+		s.exitedNext = (s.exitedNext + 1) % exitedMemory
 	}
+	s.exited[pid] = true
 }
 
 func (s *Supervisor) recentlyExited(chain []int) bool {
 	for _, pid := range chain {
-		for _, e := range s.exited {
-			if e == pid {
-				return true
-			}
+		if s.exited[pid] {
+			return true
 		}
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 )
 
 // Line is one line a worker wrote, for Options.OnOutput.
@@ -31,8 +32,19 @@ func outputPipes() (rOut, wOut, rErr, wErr *os.File, err error) {
 	return rOut, wOut, rErr, wErr, nil
 }
 
+// pumpOutput starts the pumps of a worker's two streams and closes done
+// when both reached EOF.
+func (s *Supervisor) pumpOutput(w *worker, done chan<- struct{}) {
+	var left sync.WaitGroup
+	left.Add(2)
+	go func() { defer left.Done(); s.pump(w.outR, w, "stdout") }()
+	go func() { defer left.Done(); s.pump(w.errR, w, "stderr") }()
+	go func() { left.Wait(); close(done) }()
+}
+
 // pump reads a worker's stream until every writer closed it (the worker
-// and whatever it forked), handing over each line.
+// and whatever it forked), handing over each line and keeping the last
+// for failure reports.
 func (s *Supervisor) pump(r *os.File, w *worker, stream string) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLine)
@@ -44,6 +56,9 @@ func (s *Supervisor) pump(r *os.File, w *worker, stream string) {
 				text = text[:len(text)-1]
 			}
 			s.onOutput(Line{Slot: w.slot, PID: w.pid, Generation: w.gen, Stream: stream, Text: text})
+			if text != "" {
+				w.lastLine.Store(&text)
+			}
 		}
 		switch {
 		case err == nil, errors.Is(err, bufio.ErrBufferFull):
@@ -55,4 +70,16 @@ func (s *Supervisor) pump(r *os.File, w *worker, stream string) {
 			return
 		}
 	}
+}
+
+// readAllLimit reads r to EOF, keeping at most limit bytes.
+func readAllLimit(r io.Reader, limit int64) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit))
+	if err != nil {
+		return "", err
+	}
+	// Whatever is beyond the limit is read and dropped, so the writer
+	// never blocks on a full pipe.
+	_, err = io.Copy(io.Discard, r)
+	return string(b), err
 }

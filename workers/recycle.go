@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-
-	"github.com/batonhq/baton/internal/config"
-	"github.com/batonhq/baton/internal/procfs"
 )
 
 // Recycling replaces one worker with a fresh one of the same generation:
@@ -23,7 +20,7 @@ const FieldRecycle = "X_BATON_RECYCLE"
 // recycleJitter is the largest fraction taken off a recycling limit.
 const recycleJitter = 0.1
 
-// memoryPoll is how often resident memory is read for max-memory.
+// memoryPoll is how often memory is read for max-memory.
 const memoryPoll = time.Second
 
 func jittered(limit time.Duration) time.Duration {
@@ -32,13 +29,14 @@ func jittered(limit time.Duration) time.Duration {
 
 // recycleLimits sets a new worker's own recycling limits.
 func (s *Supervisor) recycleLimits(w *worker) {
-	if w.cfg.MaxLifetime != config.Infinity {
+	w.recycleAt = addClock(w.spawned, w.cfg.MaxLifetime)
+	if !w.recycleAt.IsZero() {
 		w.recycleAt = w.spawned.Add(jittered(w.cfg.MaxLifetime))
 	}
 	if w.cfg.MaxMemory > 0 {
 		w.maxRSS = w.cfg.MaxMemory - int64(rand.Float64()*recycleJitter*float64(w.cfg.MaxMemory))
-		if s.nextMemoryPoll.IsZero() {
-			s.nextMemoryPoll = s.now().Add(memoryPoll)
+		if s.memAlarm.index < 0 {
+			s.arm(&s.memAlarm, s.now().Add(memoryPoll))
 		}
 	}
 }
@@ -51,74 +49,57 @@ func (s *Supervisor) wantRecycle(w *worker, reason string) {
 	}
 	sl.recycle = reason
 	s.workerLog(w).Infof("recycling worker %d: %s", w.slot, reason)
+	s.recycleStep()
 }
 
-// checkRecycling looks at every ready worker's lifetime and memory.
-func (s *Supervisor) checkRecycling(now time.Time) {
-	pollMemory := !now.Before(s.nextMemoryPoll)
-	if pollMemory {
-		s.nextMemoryPoll = now.Add(memoryPoll)
-	}
+// pollMemory reads every limited worker's memory (children included).
+func (s *Supervisor) pollMemory(now time.Time) {
+	limited := false
 	for _, sl := range s.slots {
 		w := sl.w
-		if w == nil || w.state != Ready || sl.recycle != "" {
+		if w == nil || w.maxRSS == 0 {
 			continue
 		}
-		if !w.recycleAt.IsZero() && !now.Before(w.recycleAt) {
-			s.wantRecycle(w, fmt.Sprintf("max-lifetime %s reached", config.FormatDuration(w.cfg.MaxLifetime)))
+		limited = true
+		if w.state != Ready || sl.recycle != "" {
 			continue
 		}
-		if pollMemory && w.maxRSS > 0 {
-			rss, err := procfs.RSS(w.pid)
-			if err == nil && rss > w.maxRSS {
-				s.wantRecycle(w, fmt.Sprintf("resident memory %dMiB over max-memory %dMiB", rss>>20, w.cfg.MaxMemory>>20))
-			}
+		if mem, err := w.proc.Memory(); err == nil && mem > w.maxRSS {
+			s.wantRecycle(w, fmt.Sprintf("memory %dMiB over max-memory %dMiB", mem>>20, w.cfg.MaxMemory>>20))
 		}
+	}
+	if limited {
+		s.arm(&s.memAlarm, now.Add(memoryPoll))
 	}
 }
 
-// recycleDeadline is the next time checkRecycling has work.
-func (s *Supervisor) recycleDeadline() time.Time {
-	var next time.Time
-	for _, sl := range s.slots {
-		w := sl.w
-		if w == nil || w.state != Ready || sl.recycle != "" {
-			continue
-		}
-		if !w.recycleAt.IsZero() && (next.IsZero() || w.recycleAt.Before(next)) {
-			next = w.recycleAt
-		}
-		if w.maxRSS > 0 && (next.IsZero() || s.nextMemoryPoll.Before(next)) {
-			next = s.nextMemoryPoll
-		}
+// recycleStep boots replacements for slots marked for recycling, at most
+// surge at once; none while a rollout replaces everyone anyway.
+func (s *Supervisor) recycleStep() {
+	if s.rollout != nil || s.phase != phaseRunning {
+		return
 	}
-	return next
-}
-
-// advanceRecycles boots replacements for slots marked for recycling.
-func (s *Supervisor) advanceRecycles() {
 	now := s.now()
-	inflight := 0
 	for _, sl := range s.slots {
-		if sl.next != nil {
-			inflight++
-		}
-	}
-	for _, sl := range s.slots {
-		if inflight >= s.cfg.Surge {
+		if s.nNext >= s.cfg.Surge {
 			return
 		}
-		if sl.recycle == "" || sl.next != nil || sl.w == nil || now.Before(sl.recycleAfter) {
+		if sl.recycle == "" || sl.next != nil || sl.w == nil {
+			continue
+		}
+		if now.Before(sl.recycleAfter) {
+			s.armEarlier(&sl.alarm, sl.recycleAfter)
 			continue
 		}
 		w, err := s.spawn(sl.n, sl.gen, sl.cfg, sl.sockets)
 		if err != nil {
 			s.log.WithField("worker", sl.n).Error(err)
 			sl.recycleAfter = now.Add(backoff(sl.failures + 1))
+			s.arm(&sl.alarm, sl.recycleAfter)
 			continue
 		}
 		sl.next = w
-		inflight++
+		s.nNext++
 	}
 }
 
@@ -126,29 +107,30 @@ func (s *Supervisor) advanceRecycles() {
 func (s *Supervisor) promoteRecycled(sl *slot) {
 	old := sl.w
 	sl.w, sl.next = sl.next, nil
+	s.nNext--
 	reason := sl.recycle
 	sl.recycle, sl.recycleAfter = "", time.Time{}
+	s.disarm(&sl.alarm)
 	s.recycled++
 	if old != nil {
-		old.retired = true
-		s.stopWorker(old, "recycled: "+reason, Graceful)
+		s.retire(old, StopRecycled, "recycled: "+reason)
 	}
+	s.recycleStep()
 }
 
 // nextFailed handles a replacement that died or missed a clock before it
 // was ready.
-func (s *Supervisor) nextFailed(sl *slot, w *worker, reason string) {
-	if s.rollout != nil && w.gen == s.rollout.gen {
-		s.rolloutFailed(reason)
+func (s *Supervisor) nextFailed(sl *slot, w *worker, f *WorkerFailure) {
+	if r := s.rollout; r != nil && w.gen == r.gen {
+		s.rolloutFailed(f)
 		return
-	}
-	if sl.next == w {
-		sl.next = nil
 	}
 	sl.failures++
 	d := backoff(sl.failures)
 	sl.recycleAfter = s.now().Add(d)
-	s.workerLog(w).Errorf("recycling worker %d failed: %s; the current worker keeps serving, next try in %s", sl.n, reason, d)
+	s.arm(&sl.alarm, sl.recycleAfter)
+	s.workerLog(w).Errorf("recycling worker %d failed: %v; the current worker keeps serving, next try in %s", sl.n, f, d)
+	s.recycleStep()
 }
 
 // cancelRecycles stops replacements in flight, for a reload that replaces
@@ -158,8 +140,8 @@ func (s *Supervisor) cancelRecycles() {
 		sl.recycle, sl.recycleAfter = "", time.Time{}
 		if nw := sl.next; nw != nil {
 			sl.next = nil
-			nw.retired = true
-			s.stopWorker(nw, "recycling cancelled by a reload", Graceful)
+			s.nNext--
+			s.retire(nw, StopCancelled, "recycling cancelled by a reload")
 		}
 	}
 }

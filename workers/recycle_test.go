@@ -74,7 +74,7 @@ func TestFailedRecycleKeepsTheWorker(t *testing.T) {
 	p.waitFor("two failed replacements", 20*time.Second, func(Snapshot) bool {
 		n := 0
 		for _, e := range p.hook.AllEntries() {
-			if strings.Contains(e.Message, "recycling worker 1 failed: worker 1 of generation 1 exited with status 1 before ready; the current worker keeps serving") {
+			if strings.Contains(e.Message, "recycling worker 1 failed: worker 1 of generation 1 (pid") && strings.Contains(e.Message, "exited with status 1") && strings.Contains(e.Message, "the current worker keeps serving") {
 				n++
 			}
 		}

@@ -1,10 +1,8 @@
 package workers
 
 import (
-	"syscall"
 	"time"
 
-	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/sdnotify"
 )
 
@@ -24,70 +22,102 @@ const maxRequestsTracked = 4096
 // maxRequestID bounds one ID.
 const maxRequestID = 256
 
-// oldestRequest returns the longest-running request in flight.
-func (w *worker) oldestRequest() (string, time.Time) {
-	var id string
-	var oldest time.Time
-	for k, t := range w.requests {
-		if oldest.IsZero() || t.Before(oldest) {
-			id, oldest = k, t
-		}
+// requestSet is a worker's requests in flight, in the order they began:
+// begin, end and oldest each cost O(1) whatever the number in flight, as a
+// map into a doubly linked list (requests begin in time order, since the
+// loop stamps them as it reads them).
+type requestSet struct {
+	byID       map[string]*request
+	head, tail *request
+}
+
+type request struct {
+	id         string
+	start      time.Time
+	pid        int // who began it: the process the request clock accuses
+	prev, next *request
+}
+
+func (r *requestSet) len() int { return len(r.byID) }
+
+// begin records a request; one already in flight under id starts over.
+func (r *requestSet) begin(id string, t time.Time) { r.beginBy(id, t, 0) }
+
+func (r *requestSet) beginBy(id string, t time.Time, pid int) {
+	if r.byID == nil {
+		r.byID = map[string]*request{}
 	}
-	return id, oldest
+	if old, ok := r.byID[id]; ok {
+		r.unlink(old)
+	}
+	q := &request{id: id, start: t, pid: pid, prev: r.tail}
+	if r.tail != nil {
+		r.tail.next = q
+	} else {
+		r.head = q
+	}
+	r.tail = q
+	r.byID[id] = q
+}
+
+func (r *requestSet) end(id string) {
+	if q, ok := r.byID[id]; ok {
+		r.unlink(q)
+	}
+}
+
+func (r *requestSet) unlink(q *request) {
+	if q.prev != nil {
+		q.prev.next = q.next
+	} else {
+		r.head = q.next
+	}
+	if q.next != nil {
+		q.next.prev = q.prev
+	} else {
+		r.tail = q.prev
+	}
+	delete(r.byID, q.id)
+}
+
+// oldestPID is who began the longest-running request in flight.
+func (r *requestSet) oldestPID() int {
+	if r.head == nil {
+		return 0
+	}
+	return r.head.pid
+}
+
+// oldest returns the longest-running request in flight.
+func (r *requestSet) oldest() (string, time.Time) {
+	if r.head == nil {
+		return "", time.Time{}
+	}
+	return r.head.id, r.head.start
 }
 
 // onRequests applies the message's request fields in order.
-func (s *Supervisor) onRequests(w *worker, m *sdnotify.Message, now time.Time) {
+func (s *Supervisor) onRequests(w *worker, m *sdnotify.Message, sender int, now time.Time) {
 	for _, f := range m.Extra {
 		switch f.Key {
 		case FieldRequestBegin:
 			if len(f.Value) > maxRequestID {
-				s.countDrop(w.pid, "request id longer than 256 bytes")
+				s.countDrop(w.pid, dropMalformed, "request id longer than 256 bytes")
 				continue
 			}
-			if w.requests == nil {
-				w.requests = map[string]time.Time{}
-			}
-			if len(w.requests) >= maxRequestsTracked {
-				s.countDrop(w.pid, "more than 4096 requests in flight")
+			if w.reqs.len() >= maxRequestsTracked {
+				s.countDrop(w.pid, dropFlood, "more than 4096 requests in flight")
 				continue
 			}
-			w.requests[f.Value] = now
+			first := w.reqs.len() == 0
+			w.reqs.beginBy(f.Value, now, sender)
+			if first && w.state == Ready {
+				s.armEarlier(&w.alarm, addClock(now, w.cfg.RequestTimeout))
+			}
 		case FieldRequestEnd:
-			delete(w.requests, f.Value)
+			// The clock is lazy: the worker's alarm, when it goes off,
+			// looks at the oldest request still in flight.
+			w.reqs.end(f.Value)
 		}
 	}
 }
-
-// onClocks applies a message's clock fields.
-func (s *Supervisor) onClocks(w *worker, m *sdnotify.Message, now time.Time) {
-	if m.Watchdog {
-		w.lastHeartbeat = now
-	}
-	if m.WatchdogUSec != nil {
-		// As systemd: a new interval also restarts the clock.
-		w.watchdog = *m.WatchdogUSec
-		w.lastHeartbeat = now
-		s.workerLog(w).Infof("worker %d set its watchdog-timeout to %s", w.slot, w.watchdog)
-	}
-	if m.ExtendTimeoutUSec != nil {
-		until := now.Add(*m.ExtendTimeoutUSec)
-		switch {
-		case w.state == Starting && !w.bootDeadline.IsZero() && until.After(w.bootDeadline):
-			w.bootDeadline = until
-			s.workerLog(w).Debugf("worker %d extended its boot-timeout to %s from now", w.slot, *m.ExtendTimeoutUSec)
-		case w.state == Stopping && w.escalated == "" && !w.killAt.IsZero() && until.After(w.killAt):
-			w.killAt = until
-			s.workerLog(w).Debugf("worker %d extended its graceful-timeout to %s from now", w.slot, *m.ExtendTimeoutUSec)
-		}
-	}
-	if m.WatchdogTrigger && w.escalated == "" && w.state != Stopping {
-		limit := w.watchdog
-		if limit == config.Infinity {
-			limit = 0
-		}
-		s.escalate(w, "watchdog", limit, 0, "worker sent WATCHDOG=trigger")
-	}
-}
-
-func signalOf(s config.Signal) syscall.Signal { return syscall.Signal(s) }

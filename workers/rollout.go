@@ -11,12 +11,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A rollout replaces every slot's worker with one of a new generation:
-// a canary first; once it is ready, the rest with at most surge new workers
-// booting at once. An old worker gets SIGTERM only once its replacement is
-// ready, so the ready count never drops for the rollout's sake. If any new
-// worker fails to boot, the rollout stops, the new generation's workers are
-// stopped, and slots already handed to it are rolled back the same way.
+// A rollout replaces every slot's worker with one of a new generation.
+//
+//	canary    one new worker boots beside the old one in slot 1; once
+//	          ready it must stay up for settle-time before the old worker
+//	          is told to drain (gunicorn, for one, says READY=1 before it
+//	          imports the application, so readiness alone proves little)
+//	rolling   the other slots, at most surge new workers booting at once;
+//	          an old worker drains only once its replacement is ready, so
+//	          the ready count never drops for the rollout's sake
+//	settling  every slot runs the new generation; settle-time more before
+//	          the reload is reported done
+//
+// A new worker that fails to boot, or exits (or misses a clock) at any
+// point of the rollout, fails it: the new generation's workers are
+// stopped, slots already handed over are rolled back, and the reload
+// reports the failure with the worker's exit and last output line. A
+// reload asked for during another is queued (one, the latest config).
 type rollout struct {
 	gen      int
 	cfg      *config.Config
@@ -24,12 +35,27 @@ type rollout struct {
 	from     int // the generation being replaced
 	started  time.Time
 	pending  []int // slot numbers still to replace, in order
+	phase    rolloutPhase
+	canary   *slot // the canary's slot while it settles
 	promoted int
-	canary   bool // wait for the first replacement before any other
 	rollback bool // this rollout restores the previous generation
 	waiters  []chan error
 	reason   string // why it was started, for the log
+	alarm    alarm
+	// announced: RELOADING=1 went to systemd, READY=1 must follow.
+	announced bool
+	// failure, in a rollback, is the failed reload it undoes: its waiters
+	// hear of it once the old generation is back in every slot.
+	failure error
 }
+
+type rolloutPhase int
+
+const (
+	phaseCanary rolloutPhase = iota
+	phaseRolling
+	phaseSettling
+)
 
 // ReloadResult records one finished reload.
 type ReloadResult struct {
@@ -43,7 +69,7 @@ type reloadRequest struct {
 	cfg     *config.Config
 	sockets activation.Set
 	reason  string
-	reply   chan error
+	waiters []chan error
 }
 
 type scaleRequest struct {
@@ -51,23 +77,21 @@ type scaleRequest struct {
 	reply chan error
 }
 
-// ErrNotDelivered says a reload request never reached the supervisor.
-var ErrNotDelivered = errors.New("reload not started")
-
-// ErrReloadInProgress is returned by Reload while another one runs.
-var ErrReloadInProgress = errors.New("a reload is already in progress")
-
 // Reload rolls a new generation of workers with cfg (a validated config)
 // and sockets, and returns when the rollout finished: nil when the new
-// generation serves, an error saying why not otherwise (the old generation
-// then still serves). The supervisor takes ownership of the sockets: those
-// the current set lacks are closed if the reload fails, and sockets the new
-// set lacks are closed once no worker uses them. A nil set keeps the
-// current sockets. If the request never reaches the supervisor (it is not
-// running, or ctx ends first), the error wraps ErrNotDelivered and the
-// caller keeps the sockets it opened.
+// generation serves, an error that Is ErrReloadFailed saying why not
+// otherwise (the old generation then still serves). A reload asked for
+// while another runs is queued behind it; queued reloads coalesce, the
+// latest config winning. The supervisor takes ownership of the sockets:
+// those the current set lacks are closed if the reload fails, and sockets
+// the new set lacks are closed once no worker uses them. A nil set keeps
+// the current sockets. reason names what asked (SIGHUP, control) for the
+// log. If the request never reaches the supervisor (it is not running, or
+// ctx ends first), the error wraps ErrNotDelivered and the caller keeps
+// the sockets it opened.
 func (s *Supervisor) Reload(ctx context.Context, cfg *config.Config, sockets activation.Set, reason string) error {
-	req := reloadRequest{cfg: cfg, sockets: sockets, reason: reason, reply: make(chan error, 1)}
+	reply := make(chan error, 1)
+	req := &reloadRequest{cfg: cfg, sockets: sockets, reason: reason, waiters: []chan error{reply}}
 	select {
 	case s.events <- req:
 	case <-s.done:
@@ -76,31 +100,12 @@ func (s *Supervisor) Reload(ctx context.Context, cfg *config.Config, sockets act
 		return fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
 	}
 	select {
-	case err := <-req.reply:
+	case err := <-reply:
 		return err
 	case <-s.done:
 		return errors.New("baton stopped during the reload")
 	case <-ctx.Done():
 		return fmt.Errorf("reload still running: %w", ctx.Err())
-	}
-}
-
-// Scale adds (delta > 0) or drains (delta < 0) workers one at a time, as
-// SIGTTIN and SIGTTOU do.
-func (s *Supervisor) Scale(ctx context.Context, delta int) error {
-	req := scaleRequest{delta: delta, reply: make(chan error, 1)}
-	select {
-	case s.events <- req:
-	case <-s.done:
-		return errors.New("baton is not running")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req.reply:
-		return err
-	case <-s.done:
-		return errors.New("baton stopped")
 	}
 }
 
@@ -112,106 +117,138 @@ func monotonicUsec() int64 {
 	return ts.Nano() / 1000
 }
 
-func (s *Supervisor) beginReload(req reloadRequest) {
+func (s *Supervisor) beginReload(req *reloadRequest) {
 	if req.sockets == nil {
 		req.sockets = s.sockets
 	}
 	s.hold(req.sockets)
-	refuse := func(err error) {
-		s.closeSockets(s.notIn(req.sockets, s.sockets))
-		req.reply <- err
-	}
-	switch {
-	case s.stopping:
-		refuse(errors.New("baton is stopping"))
-		return
-	case s.rollout != nil && !s.rollout.rollback:
-		refuse(fmt.Errorf("%w (to generation %d)", ErrReloadInProgress, s.rollout.gen))
-		return
-	case s.rollout != nil:
-		refuse(fmt.Errorf("%w (rolling back to generation %d)", ErrReloadInProgress, s.rollout.gen))
+	if s.phase != phaseRunning {
+		s.log.Warnf("reload (%s) refused: baton is stopping", req.reason)
+		s.closeUnusedSockets()
+		for _, c := range req.waiters {
+			c <- ErrStopping
+		}
 		return
 	}
+	if r := s.rollout; r != nil {
+		s.queue(req, r)
+		return
+	}
+	s.startRollout(req)
+}
+
+// queue keeps one reload to run after the current rollout: a later
+// request replaces the config of an earlier queued one, and everyone
+// waiting gets the outcome of the one that runs.
+func (s *Supervisor) queue(req *reloadRequest, r *rollout) {
+	what := fmt.Sprintf("the reload to generation %d", r.gen)
+	if r.rollback {
+		what = fmt.Sprintf("the rollback to generation %d", r.gen)
+	}
+	if q := s.queued; q != nil {
+		q.cfg, q.sockets = req.cfg, req.sockets
+		q.reason += ", " + req.reason
+		q.waiters = append(q.waiters, req.waiters...)
+		s.closeUnusedSockets()
+		s.log.Infof("reload (%s) queued behind %s, replacing the config of the reload queued before", req.reason, what)
+		return
+	}
+	s.queued = req
+	s.log.Infof("reload (%s) queued: it runs after %s", req.reason, what)
+}
+
+// startQueued runs the queued reload, if any, once nothing else rolls.
+func (s *Supervisor) startQueued() {
+	if q := s.queued; q != nil && s.rollout == nil && s.phase == phaseRunning {
+		s.queued = nil
+		s.startRollout(q)
+	}
+}
+
+func (s *Supervisor) startRollout(req *reloadRequest) {
 	s.lastGen++
-	r := &rollout{gen: s.lastGen, cfg: req.cfg, sockets: req.sockets, from: s.gen, started: s.now(), canary: true, waiters: []chan error{req.reply}, reason: req.reason}
+	r := &rollout{gen: s.lastGen, cfg: req.cfg, sockets: req.sockets, from: s.gen, started: s.now(), phase: phaseCanary, waiters: req.waiters, reason: req.reason}
+	r.alarm = newAlarm(func(now time.Time) { s.rolloutAlarm(r, now) })
 	for i := 1; i <= req.cfg.Workers; i++ {
 		r.pending = append(r.pending, i)
 	}
 	s.cancelRecycles()
 	s.rollout = r
+	s.statusDirty = true
 	// systemd 252 with ExecReload= and Type=notify-reload (253+) both
-	// understand this pair; READY=1 follows when the rollout ends.
-	s.sendUp(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
-	s.log.WithField("generation", r.gen).Infof("reload (%s): rolling generation %d to generation %d, %d workers, surge %d", req.reason, r.from, r.gen, req.cfg.Workers, req.cfg.Surge)
+	// understand this pair; READY=1 follows when the rollout ends. Not
+	// before the service has started: its READY=1 would count as the
+	// start. While it runs, the reload's timeout (TimeoutStartSec=) is
+	// extended, as a stop's is: a rollout of many workers takes its time.
+	if s.sentReady {
+		r.announced = true
+		s.sendUp(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+		s.arm(&s.reloadExtendAlarm, s.now())
+	}
+	s.log.WithField("generation", r.gen).Infof("reload (%s): rolling generation %d to generation %d, %d workers, surge %d, settle-time %s", req.reason, r.from, r.gen, req.cfg.Workers, req.cfg.Surge, req.cfg.SettleTime)
+	s.rolloutStep()
 }
 
-// advance moves a rollout or recycling on after any event.
-func (s *Supervisor) advance() {
-	if s.stopping {
-		return
-	}
+// rolloutStep boots replacements up to the surge limit, and moves to
+// settling once every slot was handed over.
+func (s *Supervisor) rolloutStep() {
 	r := s.rollout
-	for _, sl := range s.slots {
-		if sl.next == nil || sl.next.state != Ready {
-			continue
-		}
-		if r != nil && sl.next.gen == r.gen {
-			s.promote(r, sl)
-		} else {
-			s.promoteRecycled(sl)
-		}
-	}
-	if r == nil {
-		s.advanceRecycles()
+	if r == nil || s.phase != phaseRunning {
 		return
-	}
-	inflight := 0
-	for _, sl := range s.slots {
-		if sl.next != nil {
-			inflight++
-		}
 	}
 	limit := r.cfg.Surge
-	if r.canary && r.promoted == 0 {
+	if r.phase == phaseCanary {
 		limit = 1
 	}
-	for inflight < limit && len(r.pending) > 0 {
+	for s.nNext < limit && len(r.pending) > 0 {
+		if r.phase == phaseCanary && r.canary != nil {
+			return
+		}
 		n := r.pending[0]
 		r.pending = r.pending[1:]
 		if !s.spawnNext(r, n) {
 			return
 		}
-		inflight++
 	}
-	if len(r.pending) > 0 || inflight > 0 {
+	if r.phase != phaseRolling || len(r.pending) > 0 || s.nNext > 0 {
 		return
 	}
-	// Every slot runs the new generation; drain the slots it no longer has,
-	// one at a time.
-	if len(s.slots) > r.cfg.Workers {
-		for _, w := range s.byPID {
-			if w.retired && w.state == Stopping && w.slot > r.cfg.Workers {
-				return // the previous one is still draining
-			}
-		}
-		last := s.slots[len(s.slots)-1]
-		s.slots = s.slots[:len(s.slots)-1]
-		if last.w != nil {
-			last.w.retired = true
-			s.stopWorker(last.w, "scaled down", Graceful)
-			return
-		}
-		s.advance()
+	// Every slot runs the new generation; the slots it no longer has go.
+	for len(s.slots) > r.cfg.Workers {
+		s.dropLastSlot(StopScaledDown, "scaled down")
+	}
+	if r.rollback || r.cfg.SettleTime == 0 {
+		s.finishRollout(r)
 		return
 	}
-	s.finishRollout(r)
+	r.phase = phaseSettling
+	s.statusDirty = true
+	s.arm(&r.alarm, s.now().Add(r.cfg.SettleTime))
+	s.log.WithField("generation", r.gen).Infof("generation %d took every slot; settling for %s", r.gen, r.cfg.SettleTime)
+}
+
+// dropLastSlot removes the pool's last slot and retires its workers.
+func (s *Supervisor) dropLastSlot(reason StopReason, detail string) {
+	last := s.slots[len(s.slots)-1]
+	s.slots = s.slots[:len(s.slots)-1]
+	s.disarm(&last.alarm)
+	if last.next != nil {
+		s.nNext--
+		s.retire(last.next, reason, detail)
+		last.next = nil
+	}
+	if last.w != nil {
+		s.retire(last.w, reason, detail)
+		last.w = nil
+	}
+	s.statusDirty = true
 }
 
 func (s *Supervisor) slotFor(n int, r *rollout) *slot {
 	for len(s.slots) < n {
 		// Scaling up: the new slot starts empty and belongs to the new
 		// generation from the start.
-		s.slots = append(s.slots, &slot{n: len(s.slots) + 1, gen: r.gen, cfg: r.cfg, sockets: r.sockets})
+		s.slots = append(s.slots, s.newSlot(len(s.slots)+1, r.gen, r.cfg, r.sockets))
 	}
 	return s.slots[n-1]
 }
@@ -222,96 +259,154 @@ func (s *Supervisor) spawnNext(r *rollout, n int) bool {
 	sl := s.slotFor(n, r)
 	w, err := s.spawn(n, r.gen, r.cfg, r.sockets)
 	if err != nil {
-		s.rolloutFailed(err.Error())
+		s.rolloutFailed(&WorkerFailure{Slot: n, Generation: r.gen, How: "could not be spawned: " + err.Error()})
 		return false
 	}
 	sl.next = w
+	s.nNext++
 	return true
+}
+
+// nextReady is a rollout's new worker becoming ready.
+func (s *Supervisor) nextReady(r *rollout, sl *slot) {
+	if r.phase == phaseCanary && !r.rollback && r.cfg.SettleTime > 0 {
+		r.canary = sl
+		s.arm(&r.alarm, s.now().Add(r.cfg.SettleTime))
+		s.log.WithField("generation", r.gen).Infof("canary worker %d of generation %d is ready; it must stay up for %s (settle-time) before the rest roll", sl.n, r.gen, r.cfg.SettleTime)
+		return
+	}
+	s.promote(r, sl)
+	if r.phase == phaseCanary {
+		r.phase = phaseRolling
+		s.log.WithField("generation", r.gen).Infof("canary worker %d of generation %d is ready; rolling the rest", sl.n, r.gen)
+	}
+	s.rolloutStep()
+}
+
+func (s *Supervisor) rolloutAlarm(r *rollout, now time.Time) {
+	if s.rollout != r {
+		return
+	}
+	switch r.phase {
+	case phaseCanary:
+		sl := r.canary
+		if sl == nil || sl.next == nil || sl.next.state != Ready {
+			return // its failure already failed the rollout
+		}
+		r.canary = nil
+		s.promote(r, sl)
+		r.phase = phaseRolling
+		s.log.WithField("generation", r.gen).Infof("canary worker %d of generation %d stayed up for %s; rolling the rest", sl.n, r.gen, r.cfg.SettleTime)
+		s.rolloutStep()
+	case phaseSettling:
+		ready := 0
+		for _, sl := range s.slots {
+			if sl.w != nil && sl.w.gen == r.gen && sl.w.state == Ready {
+				ready++
+			}
+		}
+		if ready < r.cfg.Workers {
+			s.rolloutFailed(fmt.Errorf("only %d of %d workers of generation %d ready at the end of settle-time", ready, r.cfg.Workers, r.gen))
+			return
+		}
+		s.finishRollout(r)
+	}
 }
 
 // promote hands a slot to its ready replacement and drains the old worker.
 func (s *Supervisor) promote(r *rollout, sl *slot) {
 	old := sl.w
 	sl.w, sl.next = sl.next, nil
+	s.nNext--
 	sl.gen, sl.cfg, sl.sockets = r.gen, r.cfg, r.sockets
 	sl.recycle, sl.recycleAfter = "", time.Time{}
-	sl.failures, sl.nextSpawn = 0, time.Time{}
+	sl.failures = 0
+	s.disarm(&sl.alarm)
 	r.promoted++
+	s.statusDirty = true
 	if old != nil {
-		old.retired = true
-		s.stopWorker(old, fmt.Sprintf("replaced by generation %d", r.gen), Graceful)
-	}
-	if r.promoted == 1 && r.canary {
-		s.log.WithField("generation", r.gen).Infof("canary worker %d of generation %d is ready; rolling the rest", sl.n, r.gen)
+		s.retire(old, StopReplaced, fmt.Sprintf("replaced by generation %d", r.gen))
 	}
 }
 
 // rolloutFailed stops the new generation and restores the old one.
-func (s *Supervisor) rolloutFailed(reason string) {
+func (s *Supervisor) rolloutFailed(cause error) {
 	r := s.rollout
 	if r == nil {
 		return
 	}
 	s.rollout = nil
+	s.disarm(&r.alarm)
+	s.statusDirty = true
 	for _, sl := range s.slots {
 		if nw := sl.next; nw != nil {
 			sl.next = nil
-			nw.retired = true
-			s.stopWorker(nw, "rollout failed", Graceful)
+			s.nNext--
+			s.retire(nw, StopCancelled, "its rollout failed")
 		}
 	}
 	if r.rollback {
-		s.log.Errorf("rollback to generation %d failed: %s; the slots it could not restore keep generation %d", r.gen, reason, r.from)
+		s.log.Errorf("rollback to generation %d failed: %v; the slots it could not restore keep generation %d", r.gen, cause, r.from)
+		s.answerReload(r, fmt.Errorf("%w; the rollback failed too: %v", r.failure, cause))
+		s.startQueued()
 		return
 	}
-	err := fmt.Errorf("reload to generation %d failed: %s; generation %d keeps serving", r.gen, reason, r.from)
+	err := &ReloadError{Generation: r.gen, From: r.from, Cause: cause}
 	s.log.WithField("generation", r.gen).Error(err)
 	s.lastReloadErr = err.Error()
 	s.record(r, err)
+	// Slots already handed to the failed generation go back to the old
+	// one: empty ones respawn it at once, live ones are replaced like in
+	// any rollout. Slots the failed rollout added (scale up) go.
+	for len(s.slots) > s.cfg.Workers {
+		s.dropLastSlot(StopCancelled, "its rollout failed")
+	}
+	back := &rollout{gen: r.from, cfg: s.cfg, sockets: s.sockets, from: r.gen, started: s.now(), phase: phaseRolling, rollback: true, reason: "rollback",
+		waiters: r.waiters, announced: r.announced, failure: err}
+	back.alarm = newAlarm(func(now time.Time) { s.rolloutAlarm(back, now) })
+	for _, sl := range s.slots {
+		if sl.gen != r.gen {
+			continue
+		}
+		if sl.w == nil {
+			sl.gen, sl.cfg, sl.sockets = s.gen, s.cfg, s.sockets
+			s.arm(&sl.alarm, s.now())
+			continue
+		}
+		back.pending = append(back.pending, sl.n)
+	}
 	// Sockets opened for the failed generation: baton's copies go now; a
 	// new worker still draining keeps its own until it exits.
-	s.closeSockets(s.notIn(r.sockets, s.sockets))
+	s.closeUnusedSockets()
+	if len(back.pending) > 0 {
+		// Whoever waits hears of the failure once every slot is back on
+		// the old generation: systemctl reload returns with the pool whole.
+		s.log.Warnf("rolling %d workers back to generation %d", len(back.pending), r.from)
+		s.rollout = back
+		s.rolloutStep()
+		return
+	}
+	s.answerReload(r, err)
+	s.startQueued()
+}
+
+// answer tells a rollout's waiters how it went, and systemd that the
+// reload is over.
+func (s *Supervisor) answerReload(r *rollout, err error) {
 	for _, c := range r.waiters {
 		c <- err
 	}
-	s.sendUp("READY=1")
-	// Slots already handed to the failed generation go back to the old one.
-	back := &rollout{gen: r.from, cfg: s.cfg, sockets: s.sockets, from: r.gen, started: s.now(), rollback: true, reason: "rollback"}
-	for _, sl := range s.slots {
-		if sl.gen == r.gen {
-			back.pending = append(back.pending, sl.n)
-		}
-	}
-	// Slots the failed rollout added (scale up) are dropped.
-	for len(s.slots) > s.cfg.Workers {
-		last := s.slots[len(s.slots)-1]
-		s.slots = s.slots[:len(s.slots)-1]
-		if last.w != nil {
-			last.w.retired = true
-			s.stopWorker(last.w, "rollout failed", Graceful)
-		}
-		back.pending = removeSlot(back.pending, last.n)
-	}
-	if len(back.pending) > 0 {
-		s.log.Warnf("rolling %d workers back to generation %d", len(back.pending), r.from)
-		s.rollout = back
-	}
-}
-
-func removeSlot(list []int, n int) []int {
-	out := list[:0]
-	for _, v := range list {
-		if v != n {
-			out = append(out, v)
-		}
-	}
-	return out
+	s.endReload(r)
 }
 
 func (s *Supervisor) finishRollout(r *rollout) {
 	s.rollout = nil
+	s.disarm(&r.alarm)
+	s.statusDirty = true
 	if r.rollback {
 		s.log.Infof("rolled back to generation %d", r.gen)
+		s.answerReload(r, r.failure)
+		s.startQueued()
 		return
 	}
 	s.cfg, s.gen = r.cfg, r.gen
@@ -323,12 +418,59 @@ func (s *Supervisor) finishRollout(r *rollout) {
 	s.closeUnusedSockets()
 	s.lastReloadErr = ""
 	s.record(r, nil)
-	s.log.WithField("generation", r.gen).Infof("reload done: generation %d serves (%s)", r.gen, s.now().Sub(r.started).Round(time.Millisecond))
-	for _, c := range r.waiters {
-		c <- nil
-	}
-	s.sendUp("READY=1")
+	s.log.WithField("generation", r.gen).Infof("reload done: generation %d serves, %d/%d workers ready (%s)", r.gen, s.nReady, s.cfg.Workers, s.now().Sub(r.started).Round(time.Millisecond))
+	s.answerReload(r, nil)
+	s.recycleStep()
+	s.startQueued()
 }
+
+// reloadExtend is how much more time each EXTEND_TIMEOUT_USEC= asks for
+// while a rollout runs; it is sent every third of that.
+const reloadExtend = 30 * time.Second
+
+// extendReload keeps systemd from timing out a reload that progresses.
+func (s *Supervisor) extendReload(now time.Time) {
+	if r := s.rollout; r == nil || r.rollback || !r.announced {
+		return
+	}
+	s.sendUp(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", reloadExtend.Microseconds()))
+	s.arm(&s.reloadExtendAlarm, now.Add(reloadExtend/3))
+}
+
+// endReload tells systemd a reload it was told of is over.
+func (s *Supervisor) endReload(r *rollout) {
+	s.disarm(&s.reloadExtendAlarm)
+	if r.announced {
+		s.sendUp("READY=1")
+	}
+}
+
+// ReloadRefused records a reload refused before it reached the pool (an
+// invalid config, a command that cannot be executed), so that STATUS= and
+// baton status say so, as they do for a rollout that failed.
+func (s *Supervisor) ReloadRefused(err error) { s.send(refusedEvent{err}) }
+
+type refusedEvent struct{ err error }
+
+func (s *Supervisor) refused(err error) {
+	// The generation it would have been: no worker of it ever ran, so the
+	// next reload takes the number.
+	res := ReloadResult{Generation: s.lastGen + 1, Started: s.now(), Err: "refused: " + err.Error()}
+	s.lastReloadErr = res.Err
+	s.reloads = append(s.reloads, res)
+	if len(s.reloads) > 10 {
+		s.reloads = s.reloads[1:]
+	}
+	s.reloadsFailed++
+	s.statusDirty = true
+}
+
+// NotifyUp sends state to systemd behind what the supervisor queued
+// already, so that cmd/baton's own messages keep their order with the
+// supervisor's.
+func (s *Supervisor) NotifyUp(state string) { s.send(upEvent(state)) }
+
+type upEvent string
 
 func (s *Supervisor) record(r *rollout, err error) {
 	res := ReloadResult{Generation: r.gen, Started: r.started, Duration: s.now().Sub(r.started)}
@@ -345,53 +487,4 @@ func (s *Supervisor) record(r *rollout, err error) {
 	if len(s.reloads) > 10 {
 		s.reloads = s.reloads[1:]
 	}
-}
-
-func (s *Supervisor) slotOf(w *worker) *slot {
-	if w.slot < 1 || w.slot > len(s.slots) {
-		return nil
-	}
-	return s.slots[w.slot-1]
-}
-
-// scale adds or drains workers without replacing the others.
-func (s *Supervisor) scale(delta int) error {
-	if s.stopping {
-		return errors.New("baton is stopping")
-	}
-	if s.rollout != nil {
-		return fmt.Errorf("cannot scale: %w", ErrReloadInProgress)
-	}
-	n := s.cfg.Workers + delta
-	if n < 1 {
-		return fmt.Errorf("cannot scale below 1 worker")
-	}
-	cfg := *s.cfg
-	all := s.cfg.MinReady == s.cfg.Workers
-	cfg.Workers = n
-	if all || cfg.MinReady > n {
-		cfg.MinReady = n
-	}
-	old := s.cfg.Workers
-	s.cfg = &cfg
-	for _, sl := range s.slots {
-		if sl.gen == s.gen {
-			sl.cfg = s.cfg
-		}
-	}
-	s.log.Infof("scaling from %d to %d workers", old, n)
-	for len(s.slots) < n {
-		sl := &slot{n: len(s.slots) + 1, gen: s.gen, cfg: s.cfg, sockets: s.sockets}
-		s.slots = append(s.slots, sl)
-		s.start(sl)
-	}
-	for len(s.slots) > n {
-		last := s.slots[len(s.slots)-1]
-		s.slots = s.slots[:len(s.slots)-1]
-		if last.w != nil {
-			last.w.retired = true
-			s.stopWorker(last.w, "scaled down", Graceful)
-		}
-	}
-	return nil
 }

@@ -3,11 +3,11 @@ package workers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,12 +100,12 @@ func TestReloadToBrokenCommandKeepsTheOldGeneration(t *testing.T) {
 		cfg  *config.Config
 		want string
 	}{
-		{&config.Config{Workers: 2, Command: []string{"/bin/sh", "-c", "exit 7"}}, "reload to generation 2 failed: worker 1 of generation 2 exited with status 7 before ready; generation 1 keeps serving"},
-		{&config.Config{Workers: 2, Command: []string{"/nonexistent/app"}}, "exited with status 127 before ready (exec /nonexistent/app: no such file or directory)"},
-		{&config.Config{Workers: 2, Command: []string{"/bin/sleep", "60"}, BootTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, "boot-timeout expired (no READY=1"},
+		{&config.Config{Workers: 2, Command: []string{"/bin/sh", "-c", "exit 7"}}, "reload to generation 2 failed: worker 1 of generation 2 (pid "},
+		{&config.Config{Workers: 2, Command: []string{"/nonexistent/app"}}, "exited with status 127 (exec /nonexistent/app: no such file or directory)"},
+		{&config.Config{Workers: 2, Command: []string{"/bin/sleep", "60"}, BootTimeout: 300 * time.Millisecond, TimeoutSignal: quiet}, "boot-timeout 300ms expired (no READY=1"},
 	} {
 		err := p.s.Reload(context.Background(), reloadCfg(t, tc.cfg), nil, "test")
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, ErrReloadFailed) || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "; generation 1 keeps serving") {
 			t.Errorf("reload to %v: %v, want %q", tc.cfg.Command, err, tc.want)
 		}
 		snap := p.waitFor("the failed generation gone", 20*time.Second, func(s Snapshot) bool { return len(s.Workers) == 2 && !s.Reloading })
@@ -137,8 +137,9 @@ func TestFailureAfterTheCanaryRollsPromotedSlotsBack(t *testing.T) {
 	p.waitFor("3 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 3 })
 	// Slot 1 (the canary) boots; slot 2 fails.
 	broken := []string{"/bin/sh", "-c", `if [ "$BATON_WORKER" = 1 ]; then exec "$0"; fi; exit 9`, os.Args[0]}
-	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Command: broken}), nil, "test")
-	if err == nil || !strings.Contains(err.Error(), "worker 2 of generation 2 exited with status 9") {
+	err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 3, Command: broken, SettleTime: config.Off}), nil, "test")
+	var f *WorkerFailure
+	if !errors.As(err, &f) || f.Slot != 2 || f.Generation != 2 || f.How != "exited with status 9" {
 		t.Fatalf("got %v", err)
 	}
 	p.waitFor("slot 1 rolled back to generation 1", 20*time.Second, func(s Snapshot) bool {
@@ -197,23 +198,41 @@ func TestScaleUpAndDownOneAtATime(t *testing.T) {
 	p.stop(Graceful)
 }
 
-func TestConcurrentReloadIsRefused(t *testing.T) {
+// A reload asked for during another is queued, not dropped; queued ones
+// coalesce, and everyone waiting hears how the one that ran went.
+func TestReloadDuringAReloadIsQueued(t *testing.T) {
 	p := startPool(t, &config.Config{Workers: 1}, nil, "BATON_TEST_MODE=ready")
 	p.waitFor("1 ready", 20*time.Second, func(s Snapshot) bool { return s.Ready == 1 })
 	slow := reloadCfg(t, &config.Config{Workers: 1, Command: []string{"/bin/sleep", "60"}, BootTimeout: 2 * time.Second, TimeoutSignal: quiet, TimeoutGrace: time.Second})
-	var first atomic.Value
-	done := make(chan struct{})
-	go func() {
-		first.Store(p.s.Reload(context.Background(), slow, nil, "first"))
-		close(done)
-	}()
+	results := make(chan error, 3)
+	go func() { results <- p.s.Reload(context.Background(), slow, nil, "first") }()
 	p.waitFor("the first reload to start", 10*time.Second, func(s Snapshot) bool { return s.Reloading })
-	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1}), nil, "second"); err == nil || !strings.Contains(err.Error(), "already in progress") {
-		t.Errorf("second reload: %v", err)
+	// Two more arrive while the first runs: the second is queued, the
+	// third replaces its config.
+	go func() {
+		results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, Command: []string{"/bin/false"}}), nil, "second")
+	}()
+	p.waitFor("the second reload queued", 10*time.Second, func(s Snapshot) bool { return s.ReloadQueued })
+	go func() {
+		results <- p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 1, SettleTime: config.Off}), nil, "third")
+	}()
+	p.waitFor("the third reload coalesced", 10*time.Second, func(Snapshot) bool { return p.logged("reload (third) queued behind") })
+	var failed, ok int
+	for i := 0; i < 3; i++ {
+		if err := <-results; err == nil {
+			ok++
+		} else if errors.Is(err, ErrReloadFailed) {
+			failed++
+		} else {
+			t.Errorf("reload: %v", err)
+		}
 	}
-	<-done
-	if err, _ := first.Load().(error); err == nil {
-		t.Errorf("the slow reload succeeded")
+	if failed != 1 || ok != 2 {
+		t.Errorf("%d failed, %d ok: want the slow one failed and the two queued ones done by one reload", failed, ok)
+	}
+	snap := p.waitFor("generation 3 serving", 10*time.Second, func(s Snapshot) bool { return s.Generation == 3 && s.Ready == 1 && !s.Reloading })
+	if snap.ReloadQueued || !p.logged("reload (second) queued: it runs after the reload to generation 2") {
+		t.Errorf("%+v\n%s", snap, p.logLines())
 	}
 	p.stop(Graceful)
 }

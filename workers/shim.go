@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/batonhq/baton/internal/contain"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +44,12 @@ func RunShim(args []string) error {
 			unix.CloseOnExec(fd)
 		}
 	}
-	err := shimExec(argv)
+	// With cgroups but no clone3(2) (a sandbox's RestrictNamespaces=), the
+	// worker joins its cgroup here, before it runs anything of its own.
+	err := contain.Enter()
+	if err == nil {
+		err = shimExec(argv)
+	}
 	if report >= 0 {
 		// Best effort: if the report cannot be written, the parent still sees
 		// the exit status 127.

@@ -1,6 +1,12 @@
 package workers
 
-import "github.com/batonhq/baton/activation"
+import (
+	"fmt"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/fdutil"
+	"golang.org/x/sys/unix"
+)
 
 // Sockets held by baton are closed once no current or live worker's set has
 // them: a reload that drops a socket leaves it to the old workers until
@@ -24,10 +30,10 @@ func (s *Supervisor) notIn(a, b activation.Set) activation.Set {
 func (s *Supervisor) closeSockets(set activation.Set) {
 	for _, sock := range set {
 		s.held = removeSocket(s.held, sock)
-		if !s.stopping && !s.named(sock.Name) {
+		if s.phase == phaseRunning && !s.named(sock.Name) {
 			s.unstore(sock.Name)
 		}
-		if !s.stopping {
+		if s.phase == phaseRunning {
 			s.log.WithField("socket", sock.Name).Infof("closing socket %s (%s)", sock.Name, sock.Addr)
 		}
 		if err := sock.Close(); err != nil {
@@ -48,6 +54,9 @@ func (s *Supervisor) closeUnusedSockets() {
 	mark(s.sockets)
 	if s.rollout != nil {
 		mark(s.rollout.sockets)
+	}
+	if s.queued != nil {
+		mark(s.queued.sockets)
 	}
 	for _, w := range s.byPID {
 		mark(w.sockets)
@@ -120,19 +129,43 @@ func (s *Supervisor) storeNew(old, next activation.Set) {
 				break
 			}
 		}
-		if err := s.store.FDStore(x.Name, int(x.File.Fd())); err != nil {
-			s.log.WithError(err).Warnf("socket %s: fd store", x.Name)
-		}
+		s.storeSocket(x)
 	}
+}
+
+// storeSocket hands a copy of x to the fd store, from the upward queue's
+// goroutine: a wedged manager must not block the loop.
+func (s *Supervisor) storeSocket(x *activation.Socket) {
+	fd, err := fdutil.Raw(x.File)
+	if err == nil {
+		fd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	}
+	if err != nil {
+		s.log.WithError(err).Warnf("socket %s: fd store", x.Name)
+		return
+	}
+	name := x.Name
+	s.upward.call(func() error {
+		err := s.store.FDStore(name, fd)
+		if cerr := unix.Close(fd); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("socket %s: fd store: %w", name, err)
+		}
+		return nil
+	})
 }
 
 func (s *Supervisor) unstore(name string) {
 	if s.store == nil {
 		return
 	}
-	if err := s.store.FDStoreRemove(name); err != nil {
-		s.log.WithError(err).Warnf("socket %s: remove from the fd store", name)
-		return
-	}
+	s.upward.call(func() error {
+		if err := s.store.FDStoreRemove(name); err != nil {
+			return fmt.Errorf("socket %s: remove from the fd store: %w", name, err)
+		}
+		return nil
+	})
 	s.log.Infof("socket %s: asked systemd to drop it from the fd store", name)
 }

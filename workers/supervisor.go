@@ -4,20 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/sirupsen/logrus"
 )
 
 // Notifier sends sd_notify state to baton's own service manager. The
 // supervisor owns this small interface; cmd/baton passes an sdnotify.Sender
-// (or nothing, outside systemd).
+// (or nothing, outside systemd). Send should bound how long it blocks; the
+// supervisor calls it from a goroutine of its own, never from its loop.
 type Notifier interface {
 	Send(state string, fds ...int) error
 }
@@ -51,7 +54,7 @@ type Options struct {
 	// logger.
 	Log logrus.FieldLogger
 	// Stdout and Stderr are the workers' output. Zero: baton's own.
-	Stdout, Stderr io.Writer
+	Stdout, Stderr *os.File
 	// Store, when set, keeps the sockets baton binds in a reload (and
 	// forgets the ones a reload drops). Zero: no fd store; cmd/baton stores
 	// the sockets it bound at start itself.
@@ -68,6 +71,14 @@ type Options struct {
 	// sends WATCHDOG=1 at half this interval while the pool is healthy.
 	// Zero: systemd watches nothing, nothing is sent.
 	Watchdog time.Duration
+	// Contain puts each worker in a cell of its own (internal/contain).
+	// Zero: process groups and sessions only.
+	Contain Containment
+
+	// spawner and now replace the process spawner and the clock in the
+	// package's own fast tests.
+	spawner spawner
+	now     func() time.Time
 }
 
 // StopMode says how to stop the pool.
@@ -75,7 +86,7 @@ type StopMode int
 
 const (
 	// Graceful sends workers SIGTERM and waits graceful-timeout before
-	// SIGKILL (systemctl stop, SIGTERM).
+	// SIGKILL (systemctl stop, SIGTERM); drain-delay first, if set.
 	Graceful StopMode = iota
 	// Fast sends workers SIGINT and SIGKILLs what is left after
 	// FastStopTimeout (Ctrl-C, SIGINT, SIGQUIT).
@@ -85,54 +96,86 @@ const (
 // FastStopTimeout bounds a fast stop.
 const FastStopTimeout = time.Second
 
+// poolPhase is where the pool as a whole is.
+type poolPhase int
+
+const (
+	phaseRunning  poolPhase = iota
+	phaseDraining           // a graceful stop waits drain-delay, unready
+	phaseStopping           // workers were told to stop
+)
+
 // Supervisor runs the pool. Create it with New, drive it with Run, and talk
 // to it from other goroutines only through its methods, which send events.
 type Supervisor struct {
-	cfg      *config.Config
 	sockets  activation.Set
 	shim     string
 	env      []string
-	upward   Notifier
 	log      logrus.FieldLogger
-	stdout   io.Writer
-	stderr   io.Writer
+	stdout   *os.File
+	stderr   *os.File
 	onOutput func(Line)
 	store    FDStore
 	adopting *Handoff
 	notify   *sdnotify.Listener
 	now      func() time.Time
-
-	watchdog       time.Duration // baton's own, from systemd
-	nextPing       time.Time
-	withheld       bool // the last ping was withheld: the pool is unhealthy
-	nextExtend     time.Time
-	nextMemoryPoll time.Time
-	recycled       int // workers recycled so far
+	spawner  spawner
+	contain  Containment
+	upward   *upwardQueue // nil: no manager above
+	notifies bool         // Options.Upward was set
+	watchdog time.Duration
 
 	events   chan any
 	requests chan any
 	done     chan struct{}
+	readable chan struct{} // datagrams wait on the notify socket
+	readDone chan struct{} // the loop read them
+
+	// Read from other goroutines.
+	workerPIDs sync.Map    // pid → struct{}: the notify reader's fast path
+	serving    atomic.Bool // ready >= min-ready, running
+	unready    atomic.Bool // a stop was asked for
 
 	// State below is owned by the Run goroutine.
-	gen                      int
+	cfg                      *config.Config
+	alarms                   alarmHeap
+	pingAlarm, extendAlarm   alarm
+	memAlarm, statusAlarm    alarm
+	drainAlarm               alarm
+	reloadExtendAlarm        alarm
+	gen, lastGen             int
 	slots                    []*slot
 	byPID                    map[int]*worker
-	stopping                 bool
+	byID                     map[string]*worker
+	mainPIDs                 map[int]*worker
+	nReady, nStarting, nNext int
+	seq                      int
+	phase                    poolPhase
 	stopMode                 StopMode
-	sentReady                bool
+	sentReady, everReady     bool
+	withheld                 bool
+	statusDirty              bool
 	lastStatus               string
+	nextStatus               time.Time
+	graceUntil               time.Time
 	dropped                  map[string]int
+	droppedN                 int
 	exits                    map[string]int // worker exits by reason
 	spawns                   int
-	droppedN                 int
-	exited                   []int // recently exited worker pids
+	exited                   map[int]bool // recently exited worker pids
+	exitedRing               []int
+	exitedNext               int
 	rollout                  *rollout
+	queued                   *reloadRequest
 	held                     activation.Set // every socket owned, each closed once
 	lastReloadErr            string
-	lastGen                  int // the highest generation ever started
 	reloads                  []ReloadResult
 	reloadsOK, reloadsFailed int
 	reloadSeconds            float64
+	recycled                 int
+	runErr                   error
+	// sendUpHook replaces the upward queue in the package's fast tests.
+	sendUpHook func(string)
 }
 
 // New validates options and creates the notify socket. Close releases it if
@@ -163,6 +206,9 @@ func New(o Options) (*Supervisor, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	var l *sdnotify.Listener
 	var err error
 	if o.Adopt != nil {
@@ -176,27 +222,58 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg: o.Config, sockets: o.Sockets, shim: o.Shim, env: baseEnv(o.Env),
-		upward: o.Upward, log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput, store: o.Store, adopting: o.Adopt,
-		notify: l, now: time.Now, watchdog: o.Watchdog,
-		events:   make(chan any, 64),
+		log: o.Log, stdout: o.Stdout, stderr: o.Stderr, onOutput: o.OnOutput, store: o.Store, adopting: o.Adopt,
+		notify: l, now: o.now, watchdog: o.Watchdog, contain: o.Contain, spawner: o.spawner,
+		events:   make(chan any, 1024),
 		requests: make(chan any),
 		done:     make(chan struct{}),
+		readable: make(chan struct{}),
+		readDone: make(chan struct{}, 1),
 		byPID:    map[int]*worker{},
+		byID:     map[string]*worker{},
+		mainPIDs: map[int]*worker{},
 		dropped:  map[string]int{},
 		exits:    map[string]int{},
+		exited:   map[int]bool{},
 		gen:      1,
 		lastGen:  1,
 	}
+	if s.spawner == nil {
+		s.spawner = &procSpawner{contain: o.Contain, onError: func(err error) { s.log.Warn(err) }}
+	}
+	if o.Upward != nil || o.Store != nil {
+		n := o.Upward
+		if n == nil {
+			n = discard{}
+		}
+		s.upward = newUpwardQueue(n, s.log)
+		s.notifies = o.Upward != nil
+	}
+	s.pingAlarm = newAlarm(s.ping)
+	s.extendAlarm = newAlarm(func(time.Time) { s.extendStop("") })
+	s.memAlarm = newAlarm(s.pollMemory)
+	s.statusAlarm = newAlarm(func(time.Time) {})
+	s.drainAlarm = newAlarm(func(time.Time) { s.beginStop(Graceful) })
+	s.reloadExtendAlarm = newAlarm(s.extendReload)
 	s.hold(s.sockets)
 	for i := 1; i <= s.cfg.Workers; i++ {
-		s.slots = append(s.slots, &slot{n: i, gen: s.gen, cfg: s.cfg, sockets: s.sockets})
+		s.slots = append(s.slots, s.newSlot(i, s.gen, s.cfg, s.sockets))
 	}
 	return s, nil
 }
 
+type discard struct{}
+
+func (discard) Send(string, ...int) error { return nil }
+
 // Close releases the notify socket of a Supervisor whose Run was never
 // called.
-func (s *Supervisor) Close() error { return errors.Join(s.notify.Close(), s.sockets.Close()) }
+func (s *Supervisor) Close() error {
+	if s.upward != nil {
+		s.upward.close(0)
+	}
+	return errors.Join(s.notify.Close(), s.sockets.Close())
+}
 
 // closeAllSockets closes every socket still held, when Run ends.
 func (s *Supervisor) closeAllSockets() { s.closeSockets(append(activation.Set(nil), s.held...)) }
@@ -207,76 +284,107 @@ func (s *Supervisor) NotifySocket() string { return s.notify.Path() }
 type stopRequest struct{ mode StopMode }
 
 // Stop asks Run to stop the pool; Run returns once every worker is gone. It
-// does not block beyond handing over the request.
+// does not block beyond handing over the request. Serving turns false at
+// once.
 func (s *Supervisor) Stop(mode StopMode) {
-	select {
-	case s.events <- stopRequest{mode}:
-	case <-s.done:
-	}
+	s.unready.Store(true)
+	s.send(stopRequest{mode})
 }
 
+// flushWait bounds how long Run's end waits for baton's last messages to
+// systemd (STOPPING=1, the final STATUS=).
+const flushWait = 2 * time.Second
+
 // Run spawns the pool and supervises it until Stop (or ctx's end, which is
-// a fast stop) has stopped every worker. It returns nil after a clean stop.
+// a fast stop) has stopped every worker. It returns nil after a clean
+// stop, and an error that Is ErrNeverReady when it gave up because no
+// worker of the first generation ever became ready.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer close(s.done)
 	defer s.closeAllSockets()
-	readerDone := make(chan struct{})
-	go s.readNotifications(readerDone)
+	if s.upward != nil {
+		defer s.upward.close(flushWait)
+	}
+	readerDone, stopReader := make(chan struct{}), make(chan struct{})
+	go s.watchNotifications(stopReader, readerDone)
 	defer func() {
-		// Closing the socket ends the reader; drain its last events so it
-		// never blocks on a send.
+		close(stopReader)
 		if err := s.notify.Close(); err != nil {
 			s.log.WithError(err).Warn("close notify socket")
 		}
-		for {
-			select {
-			case <-readerDone:
-				return
-			case ev := <-s.events:
-				if n, ok := ev.(notifyEvent); ok {
-					s.closeDatagram(n.dg)
-				}
-			}
-		}
+		<-readerDone
 	}()
 
 	s.log.WithFields(logrus.Fields{"workers": s.cfg.Workers, "sockets": s.sockets.Names(), "command": s.cfg.Command}).Info("starting pool")
 	if s.adopting != nil {
 		s.adopt(s.adopting)
 		s.adopting = nil
-	} else {
-		for _, sl := range s.slots {
+	}
+	s.sweep()
+	for _, sl := range s.slots {
+		if sl.w == nil {
 			s.start(sl)
 		}
 	}
-	if s.watchdog > 0 {
+	if s.watchdog > 0 && s.notifies {
 		s.ping(s.now())
 	}
 	s.publish()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var armedFor time.Time
 	ctxDone := ctx.Done()
 	for {
-		if s.stopping && len(s.byPID) == 0 {
+		if s.phase == phaseStopping && len(s.byPID) == 0 {
 			s.log.Info("all workers stopped")
-			return nil
+			s.publish()
+			return s.runErr
 		}
-		s.resetTimer(timer)
+		armedFor = s.resetTimer(timer)
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
 		case req := <-s.requests:
 			s.answer(req)
+		case <-s.readable:
+			_, _ = s.readNotifications(readBatch)
+			s.readDone <- struct{}{}
 		case <-timer.C:
-			s.tick()
-			s.advance()
+			now := s.now()
+			late := now.Sub(armedFor)
+			// Everything queued first: a heartbeat that arrived while the
+			// loop was not running must count before any clock is judged.
+			s.drainEvents()
+			if late > stallThreshold {
+				s.stalled(late, now)
+			}
+			s.fireAlarms(s.now())
 		case <-ctxDone:
 			ctxDone = nil
 			s.beginStop(Fast)
 		}
 		s.publish()
 	}
+}
+
+// resetTimer arms the timer for the earliest alarm and returns when that is.
+func (s *Supervisor) resetTimer(t *time.Timer) time.Time {
+	next := s.nextAlarm()
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	// Never longer than stallTick: a loop that wakes regularly can tell
+	// how long it did not run.
+	now := s.now()
+	if next.IsZero() || next.After(now.Add(stallTick)) {
+		next = now.Add(stallTick)
+	}
+	t.Reset(max(next.Sub(now), 0))
+	return next
 }
 
 func (s *Supervisor) handle(ev any) {
@@ -287,20 +395,70 @@ func (s *Supervisor) handle(ev any) {
 		s.onExit(ev)
 	case notifyEvent:
 		s.onNotify(ev)
-	case dropEvent:
-		s.countDrop(ev.pid, ev.reason)
 	case stopRequest:
 		s.beginStop(ev.mode)
-	case reloadRequest:
+	case *reloadRequest:
 		s.beginReload(ev)
 	case scaleRequest:
 		ev.reply <- s.scale(ev.delta)
 	case handoffRequest:
 		s.handoff(ev)
+	case refusedEvent:
+		s.refused(ev.err)
+	case upEvent:
+		s.sendUp(string(ev))
 	}
-	s.advance()
 }
 
-func (s *Supervisor) workerLog(w *worker) logrus.FieldLogger {
-	return s.log.WithFields(logrus.Fields{"worker": w.slot, "pid": w.pid, "generation": w.gen})
+// sweepWait bounds the start's clean-up of a crashed baton's leftovers.
+const sweepWait = 10 * time.Second
+
+// sweep kills what a baton that crashed left in its workers' cells.
+func (s *Supervisor) sweep() {
+	if s.contain == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sweepWait)
+	defer cancel()
+	ids, err := s.contain.Sweep(ctx)
+	if err != nil {
+		s.log.WithError(err).Warn("clean up leftovers of earlier workers")
+	}
+	if len(ids) > 0 {
+		s.log.Warnf("killed what %d workers of an earlier baton left behind: %v", len(ids), ids)
+	}
 }
+
+// WorkerMemory is what worker pid and everything it forked use, in bytes
+// (its cgroup's, or summed over its processes). Safe from any goroutine.
+func (s *Supervisor) WorkerMemory(pid int) (int64, error) {
+	p, ok := s.workerPIDs.Load(pid)
+	if !ok {
+		return 0, fmt.Errorf("pid %d is not a worker", pid)
+	}
+	return p.(process).Memory()
+}
+
+// Owns reports whether pid is a worker or something a worker forked (its
+// cgroup's, its process tree's), for the control socket, which refuses
+// workers. Safe from any goroutine.
+func (s *Supervisor) Owns(pid int) bool {
+	if _, ok := s.workerPIDs.Load(pid); ok {
+		return true
+	}
+	if s.contain != nil {
+		if _, ok := s.contain.Owner(pid); ok {
+			return true
+		}
+	}
+	for _, p := range ancestry(pid)[1:] {
+		if _, ok := s.workerPIDs.Load(p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// orphans is how many processes the reaper reaped that baton did not
+// start.
+func (s *Supervisor) orphans() int { return proc.Default().Orphans() }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,26 +10,30 @@ import (
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/unitcheck"
-	"github.com/spf13/pflag"
 )
 
 // checkCommand is `baton check [-c FILE] [--unit NAME]`: validate the
 // config and, with a unit, compare it with what systemd will do.
 func checkCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton check", pflag.ContinueOnError)
+	fs := newFlagSet("check")
 	fs.SetInterspersed(false)
 	flags := config.BindFlags(fs)
 	unit := fs.String("unit", "", "also check the systemd `UNIT` that runs baton (read over D-Bus)")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton check [-c FILE] [--unit UNIT] [RUN FLAGS] [-- PROGRAM ARGS]\n\n%s", fs.FlagUsages())
+	kube := bindKubernetesFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if kube.given() {
+		return kube.check(fs, flags)
+	}
+	if err := flags.ApplyEnv(os.LookupEnv, checkOnlyFlags...); err != nil {
+		return err
 	}
 	cfg, err := flags.Resolve(fs.Args())
+	if err != nil {
+		return err
+	}
+	resolved, err := cfg.CheckCommand(os.Getenv("PATH"))
 	if err != nil {
 		return err
 	}
@@ -38,7 +41,7 @@ func checkCommand(args []string) error {
 	if where == "" {
 		where = "flags"
 	}
-	fmt.Printf("%s: config OK: %d workers of %s, sockets %s\n", where, cfg.Workers, strings.Join(cfg.Command, " "), socketNames(cfg))
+	fmt.Printf("%s: config OK: %d %s of %s (%s), sockets %s\n", where, cfg.Workers, pluralize(cfg.Workers, "worker", "workers"), strings.Join(cfg.Command, " "), resolved, socketNames(cfg))
 	if *unit == "" {
 		return nil
 	}
@@ -84,3 +87,6 @@ func pluralize(n int, one, many string) string {
 	}
 	return many
 }
+
+// checkOnlyFlags are check's own flags, which no BATON_* variable sets.
+var checkOnlyFlags = []string{"unit", "kubernetes", "container"}

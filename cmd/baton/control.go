@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
-	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/workers"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -27,6 +27,10 @@ type controlHandler struct {
 	// metricsSocket is the name of the socket baton serves metrics on.
 	metricsSocket string
 	up            *upgrader
+	// workerControl is the config's worker-control, as of the last reload.
+	workerControl atomic.Bool
+	contain       contain.Strategy
+	notes         *reloadNotifier
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and
@@ -34,19 +38,30 @@ type controlHandler struct {
 // binary on disk was replaced (a package upgrade), baton first executes the
 // new one in place, which then rolls the workers.
 func (h *controlHandler) Reload(ctx context.Context, wait bool) (string, error) {
+	return h.reloadFor(ctx, wait, "baton reload")
+}
+
+// reloadFor is a reload asked for by what names (SIGHUP, baton reload),
+// for the log.
+func (h *controlHandler) reloadFor(ctx context.Context, wait bool, what string) (string, error) {
 	if h.up != nil && h.up.changed() {
-		return h.upgrade(ctx, "reload: the binary on disk was replaced")
+		return h.upgrade(ctx, what+": the binary on disk was replaced")
 	}
-	return h.reload(ctx, wait)
+	return h.reload(ctx, wait, what)
 }
 
 // reload rolls the workers with the config re-read, whatever the binary.
-func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) {
+func (h *controlHandler) reload(ctx context.Context, wait bool, what string) (string, error) {
 	cfg, err := h.flags.Resolve(h.args)
+	if err == nil {
+		_, err = cfg.CheckCommand(os.Getenv("PATH"))
+	}
 	if err != nil {
 		// Told to the caller (systemctl reload shows it) and to baton's own
-		// log, which is where an operator looks when SIGHUP was used.
-		h.log.WithError(err).Error("reload refused: invalid config; nothing changed")
+		// log, which is where an operator looks when SIGHUP was used: in
+		// the message itself, which is what journalctl shows.
+		h.log.Errorf("reload (%s) refused: invalid config or worker command, nothing changed: %v", what, err)
+		h.sup.ReloadRefused(err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
 	current, ok := h.sup.Sockets()
@@ -65,18 +80,23 @@ func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) 
 	}
 	set, opened, err := activation.Rebind(forWorkers, current)
 	if err != nil {
-		h.log.WithError(err).Error("reload refused; nothing changed")
+		h.log.Errorf("reload (%s) refused, nothing changed: %v", what, err)
+		h.sup.ReloadRefused(err)
 		return "", fmt.Errorf("reload refused, nothing changed: %w", err)
 	}
+	h.workerControl.Store(cfg.WorkerControl)
+	h.prepareLimits(cfg)
 	if !wait {
 		go func() {
-			if err := h.sup.Reload(context.Background(), cfg, set, "control"); err != nil && errors.Is(err, workers.ErrNotDelivered) {
-				h.log.WithError(errors.Join(err, opened.Close())).Error("reload")
+			// The supervisor logs the outcome; only a request that never
+			// reached it is left to say.
+			if err := h.sup.Reload(context.Background(), cfg, set, what); err != nil && errors.Is(err, workers.ErrNotDelivered) {
+				h.log.WithError(errors.Join(err, opened.Close())).Errorf("reload (%s)", what)
 			}
 		}()
 		return "reload started", nil
 	}
-	err = h.sup.Reload(ctx, cfg, set, "control")
+	err = h.sup.Reload(ctx, cfg, set, what)
 	if errors.Is(err, workers.ErrNotDelivered) {
 		err = errors.Join(err, opened.Close())
 	}
@@ -87,6 +107,17 @@ func (h *controlHandler) reload(ctx context.Context, wait bool) (string, error) 
 	return fmt.Sprintf("reloaded: %s", snap.Status), nil
 }
 
+// prepareLimits readies the per-worker limits of cfg in the cells new
+// workers get, and says which cannot be enforced here.
+func (h *controlHandler) prepareLimits(cfg *config.Config) {
+	if h.contain == nil {
+		return
+	}
+	if err := h.contain.Prepare(contain.Limits{MemoryMax: cfg.MemoryMax, CPUWeight: cfg.CPUWeight}); err != nil {
+		h.log.WithError(err).Warn("per-worker limits")
+	}
+}
+
 // Scale adds or drains workers.
 func (h *controlHandler) Scale(ctx context.Context, delta int) (string, error) {
 	if err := h.sup.Scale(ctx, delta); err != nil {
@@ -95,64 +126,23 @@ func (h *controlHandler) Scale(ctx context.Context, delta int) (string, error) {
 	return fmt.Sprintf("scaling by %+d", delta), nil
 }
 
-// defaultControlPath is the control socket in the service's runtime
-// directory (RuntimeDirectory=), where `baton reload` finds it without
-// being told.
-func defaultControlPath() string {
-	if d := firstRuntimeDir(); d != "" {
-		return filepath.Join(d, "control.sock")
-	}
-	return ""
-}
-
-func firstRuntimeDir() string {
-	d := os.Getenv("RUNTIME_DIRECTORY")
-	for i := range d {
-		if d[i] == ':' {
-			return d[:i]
-		}
-	}
-	return d
-}
-
 // controlFlag registers -s/--control, shared by the commands that talk to a
 // running baton.
 func controlFlag(fs *pflag.FlagSet) *string {
-	return fs.StringP("control", "s", defaultControlPath(), "baton's control `SOCKET` (default $RUNTIME_DIRECTORY/control.sock)")
+	return fs.StringP("control", "s", "", "baton's control `SOCKET` (default: the baton named, the unit's own under ExecReload=, or the only one running)")
 }
 
-// needControl says how to name the control socket when none was found;
-// hint offers the signal that does the same without one.
-func needControl(path, hint string) error {
-	if path != "" {
-		return nil
-	}
-	msg := "no control socket: pass --control SOCKET (baton run logs where it is) or run under systemd with RuntimeDirectory="
-	if hint != "" {
-		msg += "; " + hint
-	}
-	return usageError{errors.New(msg)}
-}
-
-// reloadCommand is `baton reload [--wait]`, the unit's ExecReload=.
+// reloadCommand is `baton reload [--wait] [NAME]`, the unit's ExecReload=.
 func reloadCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton reload", pflag.ContinueOnError)
+	fs := newFlagSet("reload")
 	wait := fs.Bool("wait", false, "return when the reload has finished, non-zero with the reason if it failed")
 	path := controlFlag(fs)
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait as long as it takes)")
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton reload [--wait] [--control SOCKET]\n\n%s", fs.FlagUsages())
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("reload takes no arguments, got %q", fs.Args())}
-	}
-	if err := needControl(*path, "SIGHUP reloads too"); err != nil {
+	sock, err := findControl(*path, fs.Args(), "systemctl reload UNIT and SIGHUP reload too")
+	if err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -162,7 +152,7 @@ func reloadCommand(args []string) error {
 		defer cancel()
 	}
 	start := time.Now()
-	msg, err := control.Call(ctx, *path, control.Request{Command: "reload", Wait: *wait})
+	msg, err := control.Call(ctx, sock, control.Request{Command: "reload", Wait: *wait})
 	if err != nil {
 		return fmt.Errorf("reload failed: %w", err)
 	}
@@ -184,7 +174,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	}
 	for _, w := range snap.Workers {
 		ws := control.WorkerStatus{
-			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: string(w.State), Retiring: w.Retiring,
+			Slot: w.Slot, PID: w.PID, Generation: w.Generation, State: w.State.Phase(), Retiring: w.Retiring,
 			Age: snap.Taken.Sub(w.Spawned).Seconds(), Status: w.Status,
 		}
 		if !w.LastHeartbeat.IsZero() {
@@ -195,7 +185,7 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 			v := snap.Taken.Sub(w.OldestRequest).Seconds()
 			ws.Request = &v
 		}
-		if rss, err := procfs.RSS(w.PID); err == nil {
+		if rss, err := h.sup.WorkerMemory(w.PID); err == nil {
 			ws.RSS = &rss
 		}
 		st.Pool = append(st.Pool, ws)
@@ -209,23 +199,21 @@ func (h *controlHandler) Status(context.Context) (*control.Status, error) {
 	return st, nil
 }
 
-// statusCommand is `baton status [--json]`.
+// statusCommand is `baton status [--json] [NAME]`.
 func statusCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton status", pflag.ContinueOnError)
+	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "print JSON (a stable schema) instead of tables")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := needControl(*path, ""); err != nil {
+	sock, err := findControl(*path, fs.Args(), "")
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := control.GetStatus(ctx, *path)
+	st, err := control.GetStatus(ctx, sock)
 	if err != nil {
 		return err
 	}

@@ -4,32 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/workers"
 )
 
-// Exit codes: 2 for usage and configuration errors, as LSB and systemd
-// (EXIT_INVALIDARGUMENT) use it; 1 for everything else.
+// Exit codes (README, "Exit status"): 0 after a clean stop; 2 for usage
+// and configuration errors, as LSB and systemd (EXIT_INVALIDARGUMENT) use
+// it; 3 when no worker ever became ready, as gunicorn's worker boot error;
+// 1 for everything else.
 const (
-	exitFailure = 1
-	exitUsage   = 2
+	exitFailure    = 1
+	exitUsage      = 2
+	exitNeverReady = 3
 )
 
-const usage = `usage: baton COMMAND [FLAGS]
-
-commands:
-  run [FLAGS] [--] PROGRAM [ARGS]   run and supervise workers of PROGRAM
-  reload [--wait]                   roll a new generation of workers (re-reads the config)
-  status [--json]                   show the workers, sockets and reloads
-  check [-c FILE] [--unit UNIT]     validate the config, and the unit that runs it
-  upgrade                           execute the baton binary on disk in place (same pid)
-  units [-o DIR]                    print (or write) the systemd unit files
-  version                           print the version
-  help                              print this help
-
-"baton run --help" lists the run flags.
-`
+// The main goroutine stays on the main thread: it is the one thread that
+// forks workers and executes a new baton in place (internal/proc), the
+// thread an upgrade's execve(2) keeps.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	// Between fork and exec of a worker, baton is its own exec shim.
@@ -38,46 +33,65 @@ func main() {
 		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
 		os.Exit(127)
 	}
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(proc.ServeMainThread(func() int { return dispatch(os.Args[1:]) }))
 }
 
+// dispatch runs one command and says how baton exits: help goes to stdout
+// with 0; a usage error to stderr, with the usage line, and 2; a
+// configuration error (file, line, key) 2; anything else 1.
 func dispatch(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return exitUsage
+	name := ""
+	if len(args) > 0 {
+		name = commandName(args[0])
 	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = runCommand(args[1:])
-	case "reload":
-		err = reloadCommand(args[1:])
-	case "check":
-		err = checkCommand(args[1:])
-	case "status":
-		err = statusCommand(args[1:])
-	case "upgrade":
-		err = upgradeCommand(args[1:])
-	case "units":
-		err = unitsCommand(args[1:])
-	case "version", "--version":
-		fmt.Println(versionString())
-	case "help", "--help", "-h":
-		fmt.Print(usage)
-	default:
-		fmt.Fprintf(os.Stderr, "baton: unknown command %q\n\n%s", args[0], usage)
-		return exitUsage
-	}
-	if err == nil {
+	err := dispatchErr(args)
+	if err == nil || errors.Is(err, errHelped) {
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "baton: %v\n", err)
-	var cerr *config.Error
 	var uerr usageError
-	if errors.As(err, &cerr) || errors.As(err, &uerr) {
+	if errors.As(err, &uerr) {
+		usage, more := "usage: baton COMMAND [FLAGS] [ARGS]", "baton help"
+		if c, ok := lookup(name); ok {
+			usage, more = c.usageLine(), "baton "+c.name+" --help"
+		}
+		fmt.Fprintf(os.Stderr, "%s\n(%s for more)\n", usage, more)
 		return exitUsage
 	}
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		return exitUsage
+	}
+	if errors.Is(err, workers.ErrNeverReady) {
+		return exitNeverReady
+	}
 	return exitFailure
+}
+
+func dispatchErr(args []string) error {
+	if len(args) == 0 {
+		return usageError{errors.New("no command given")}
+	}
+	run := map[string]func([]string) error{
+		"run": runCommand, "reload": reloadCommand, "status": statusCommand, "check": checkCommand,
+		"upgrade": upgradeCommand, "units": unitsCommand, "version": versionCommand, "help": helpCommand,
+	}
+	f, ok := run[commandName(args[0])]
+	if !ok {
+		return usageError{fmt.Errorf("unknown command %q", args[0])}
+	}
+	return f(args[1:])
+}
+
+// commandName maps the flag spellings of help and version to the commands.
+func commandName(arg string) string {
+	switch arg {
+	case "--help", "-h":
+		return "help"
+	case "--version":
+		return "version"
+	}
+	return arg
 }
 
 // usageError marks errors in how baton was invoked.

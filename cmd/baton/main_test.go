@@ -10,18 +10,24 @@ import (
 	"testing"
 )
 
-var batonBin string
+var batonBin, helloBin string
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role))
+	}
 	dir, err := os.MkdirTemp("", "baton-cmd-")
 	if err != nil {
 		panic(err)
 	}
 	batonBin = filepath.Join(dir, "baton")
-	if out, err := exec.Command("go", "build", "-o", batonBin, ".").CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	helloBin = filepath.Join(dir, "hello")
+	for bin, pkg := range map[string]string{batonBin: ".", helloBin: "../../examples/hello"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			os.Stderr.Write(out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

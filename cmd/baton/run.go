@@ -6,16 +6,17 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/config"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/logging"
 	"github.com/batonhq/baton/internal/metrics"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/internal/sdbus"
 	"github.com/batonhq/baton/internal/sdnotify"
 	"github.com/batonhq/baton/internal/unitcheck"
@@ -27,20 +28,19 @@ import (
 )
 
 func runCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton run", pflag.ContinueOnError)
-	fs.SetInterspersed(false) // everything after the program is its own
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: baton run [FLAGS] [--] PROGRAM [ARGS]\n\n%s", fs.FlagUsages())
+	stopPipes := catchBrokenPipes()
+	defer stopPipes()
+	sigs, stopSignals := notifySignals()
+	defer stopSignals()
+	fs := newFlagSet("run")
+	flags, logFormat, logLevel, controlPath := bindRunFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	flags := config.BindFlags(fs)
-	logFormat := fs.String("log-format", "auto", "log format: auto (journal when stderr is journald's, else text), text, json or journal")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warning, error")
-	controlPath := fs.String("control", "", "control `SOCKET` for baton reload (default $RUNTIME_DIRECTORY/control.sock, else in a private temporary directory)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	// Every flag also comes from BATON_<FLAG>, for containers (flags >
+	// environment > file).
+	if err := flags.ApplyEnv(os.LookupEnv); err != nil {
+		return err
 	}
 	cfg, err := flags.Resolve(fs.Args())
 	if err != nil {
@@ -53,6 +53,15 @@ func runCommand(args []string) error {
 	adopted, err := takeUpgradeState()
 	if err != nil {
 		return err
+	}
+	// A worker command that cannot be executed would only crash-loop: stop
+	// now, naming it. After an upgrade in place the running workers are
+	// adopted whatever the command, and the reload that follows refuses.
+	if _, err := cfg.CheckCommand(os.Getenv("PATH")); err != nil {
+		if adopted == nil {
+			return err
+		}
+		log.WithError(err).Warn("the worker command cannot be executed; the adopted workers go on")
 	}
 	up, err := newUpgrader()
 	if err != nil {
@@ -117,19 +126,32 @@ func runCommand(args []string) error {
 		log.Warn("no sockets: none passed by systemd and none configured (-b); workers get no LISTEN_FDS")
 	}
 
-	runtimeDir, cleanup, owns, err := runtimeDirectory(adopted)
+	reg, err := register(adopted, unit, log)
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
-	defer func() { cleanup() }()
+	// After an exec in place the new image owns the registration; a
+	// failed one leaves this process owning it still.
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.WithError(err).Warn("remove runtime directory")
+		}
+	}()
+	runtimeDir := reg.Dir
 
 	if unit != nil {
 		reportUnit(cfg, unit, log)
 	}
 	var notifier workers.Notifier
 	var store workers.FDStore
+	notes := &reloadNotifier{}
+	var adoptedEpoch uint64
+	if adopted != nil {
+		adoptedEpoch = notes.adopt(adopted.Handoff.SentReady, adopted.Reloading)
+	}
 	if upward != nil {
-		notifier, store = upward, upward
+		notes.up = upward
+		notifier, store = notes, upward
 		if adopted == nil {
 			storeBound(sockets, metricsSock, upward, log)
 		}
@@ -144,21 +166,32 @@ func runCommand(args []string) error {
 		log.Infof("systemd watchdog on baton: %s; sending WATCHDOG=1 while the pool is healthy", watchdog)
 	}
 
+	cells, err := containment((unit != nil && unit.Delegate) || (adopted != nil && adopted.Cgroups), log)
+	if err != nil {
+		return errors.Join(err, sockets.Close())
+	}
+	defer func() {
+		if err := cells.Close(); err != nil {
+			log.WithError(err).Warn("containment")
+		}
+	}()
+
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
-		OnOutput: workerOutput(log, cfg.Command[0]),
+		OnOutput: workerOutput(log, cfg.Command[0]), Contain: cells,
+		// The BATON_* settings are baton's, not the workers'.
+		Env: flags.WithoutEnv(os.Environ()),
 	})
 	if err != nil {
 		return errors.Join(err, sockets.Close())
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up}
-	if *controlPath == "" {
-		*controlPath = defaultControlPath()
-	}
-	if *controlPath == "" {
-		*controlPath = filepath.Join(runtimeDir, "control.sock")
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells, notes: notes}
+	handler.prepareLimits(cfg)
+	published := *controlPath == ""
+	if published {
+		*controlPath = filepath.Join(runtimeDir, control.SocketName)
 	}
 	var ctl *control.Server
 	if adopted != nil {
@@ -169,11 +202,22 @@ func runCommand(args []string) error {
 	if err != nil {
 		return errors.Join(err, sup.Close())
 	}
-	up.ctl, up.metricsSock, up.runtimeDir, up.ownsRuntimeDir = ctl, metricsSock, runtimeDir, owns
-	// After an exec in place the new image owns the runtime directory; a
-	// failed one leaves this process owning it still.
+	up.ctl, up.metricsSock, up.reg = ctl, metricsSock, reg
 	ctl.OnError = func(err error) { log.WithError(err).Warn("control socket") }
-	log.Infof("control socket at %s (baton reload --control %s)", ctl.Path(), ctl.Path())
+	handler.workerControl.Store(cfg.WorkerControl)
+	ctl.IsWorker, ctl.AllowWorkers = workerCheck(cells), handler.workerControl.Load
+	if published && reg.Entry != "" {
+		// Clients find it from now on: by name, by pid, or as the only one.
+		if err := reg.Publish(); err != nil {
+			log.WithError(err).Warn("baton status and reload need --control")
+		}
+	}
+	switch {
+	case published && reg.Entry != "":
+		log.Infof("control socket at %s (baton status %s)", ctl.Path(), filepath.Base(reg.Entry))
+	default:
+		log.Infof("control socket at %s (baton status --control %s)", ctl.Path(), ctl.Path())
+	}
 	ctx, stopControl := context.WithCancel(context.Background())
 	ctlDone := make(chan error, 1)
 	go func() { ctlDone <- ctl.Serve(ctx) }()
@@ -189,50 +233,112 @@ func runCommand(args []string) error {
 			stopControl()
 			return errors.Join(err, l.Close(), <-ctlDone, sup.Close())
 		}
-		log.Infof("metrics on %s (%s) at /metrics", metricsSock.Name, metricsSock.Addr)
-		go func() { metricsDone <- metrics.Serve(ctx, l, h) }()
+		h = withProbes(h, sup)
+		log.Infof("metrics on %s (%s) at /metrics, probes at /livez and /readyz", metricsSock.Name, metricsSock.Addr)
+		go func() {
+			metricsDone <- metrics.Serve(ctx, l, h, func(err error) { log.WithError(err).Warn("metrics socket") })
+		}()
 	} else {
 		metricsDone <- nil
 	}
 
 	if adopted != nil {
-		go handler.finishUpgrade(adopted)
+		go handler.finishUpgrade(adopted, adoptedEpoch)
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
-	go func() {
-		for sig := range sigs {
-			switch sig {
-			case syscall.SIGTERM:
-				sup.Stop(workers.Graceful)
-			case syscall.SIGINT, syscall.SIGQUIT:
-				sup.Stop(workers.Fast)
-			case syscall.SIGHUP:
-				go func() {
-					if msg, err := handler.Reload(context.Background(), true); err == nil {
-						log.Info("SIGHUP: " + msg)
-					}
-				}()
-			case syscall.SIGUSR2:
-				go func() { _, _ = handler.upgrade(context.Background(), "SIGUSR2") }()
-			case syscall.SIGTTIN, syscall.SIGTTOU:
-				delta := 1
-				if sig == syscall.SIGTTOU {
-					delta = -1
-				}
-				go func() {
-					if _, err := handler.Scale(context.Background(), delta); err != nil {
-						log.WithError(err).Warnf("%s: not scaled", sig)
-					}
-				}()
-			}
-		}
-	}()
+	// Queued since the start of run (notifySignals).
+	go handleSignals(sigs, sup, handler, notes, log)
 	runErr := sup.Run(context.Background())
 	stopControl()
 	return errors.Join(runErr, <-ctlDone, <-metricsDone)
+}
+
+// bindRunFlags registers baton run's flags: the settings, and run's own.
+// baton check --kubernetes parses a container's arguments with them.
+func bindRunFlags(fs *pflag.FlagSet) (flags *config.Flags, logFormat, logLevel, controlPath *string) {
+	fs.SetInterspersed(false) // everything after the program is its own
+	flags = config.BindFlags(fs)
+	logFormat = fs.String("log-format", "auto", "log `FORMAT`: auto (journal when stderr is journald's, else text), text, json or journal")
+	logLevel = fs.String("log-level", "info", "log `LEVEL`: debug, info, warning, error")
+	controlPath = fs.String("control", "", "control `SOCKET` for baton reload and status (default: control.sock in $RUNTIME_DIRECTORY, else in the registry, see baton(8))")
+	return flags, logFormat, logLevel, controlPath
+}
+
+// handleSignals carries out each signal and logs its outcome: nothing an
+// operator asks for disappears without a line.
+func handleSignals(sigs <-chan os.Signal, sup *workers.Supervisor, handler *controlHandler, notes *reloadNotifier, log logrus.FieldLogger) {
+	for sig := range sigs {
+		name := unix.SignalName(sig.(syscall.Signal))
+		switch sig {
+		case syscall.SIGTERM:
+			log.Infof("%s: graceful stop", name)
+			sup.Stop(workers.Graceful)
+		case syscall.SIGINT, syscall.SIGQUIT:
+			log.Infof("%s: fast stop", name)
+			sup.Stop(workers.Fast)
+		case syscall.SIGHUP:
+			log.Infof("%s: reload", name)
+			// Answered before the config is even read: systemd
+			// (Type=notify-reload) waits for RELOADING=1, then READY=1.
+			epoch, err := notes.begin()
+			if err != nil {
+				log.WithError(err).Warnf("%s: cannot tell systemd that a reload began", name)
+			}
+			go func() {
+				// A failure was logged where it happened (refused here, or
+				// by the supervisor's rollout); success is said here.
+				msg, err := handler.reloadFor(context.Background(), true, name)
+				if err == nil {
+					log.Infof("%s: %s", name, msg)
+				} else if !errors.Is(err, workers.ErrReloadFailed) {
+					log.WithError(err).Errorf("%s: no reload", name)
+				}
+				if nerr := notes.end(epoch, rolled(err)); nerr != nil {
+					log.WithError(nerr).Warnf("%s: cannot tell systemd that the reload ended", name)
+				}
+			}()
+		case syscall.SIGUSR2:
+			log.Infof("%s: upgrade in place", name)
+			go func() {
+				if _, err := handler.upgrade(context.Background(), name); err != nil {
+					log.WithError(err).Errorf("%s: no upgrade", name)
+				}
+			}()
+		case syscall.SIGUSR1:
+			log.Infof("%s: ignored (baton writes to stderr and the journal, and has no log file to reopen)", name)
+		case syscall.SIGTTIN, syscall.SIGTTOU:
+			delta := 1
+			if sig == syscall.SIGTTOU {
+				delta = -1
+			}
+			go func() {
+				if msg, err := handler.Scale(context.Background(), delta); err != nil {
+					log.WithError(err).Warnf("%s: not scaled", name)
+				} else {
+					log.Infof("%s: %s", name, msg)
+				}
+			}()
+		}
+	}
+}
+
+// containment sets up how workers are contained: a cgroup each under a
+// delegated cgroup (Delegate=yes), else sessions and a subreaper. Either
+// way, and as PID 1, the reaper then reaps every child: orphans of
+// workers (and, as PID 1, of anyone) are re-parented to baton.
+func containment(delegated bool, log logrus.FieldLogger) (contain.Strategy, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := contain.Setup(ctx, contain.Options{Delegated: delegated, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("contain workers: %w", err)
+	}
+	if st.Kind() == contain.KindProcessGroup || os.Getpid() == 1 {
+		proc.Default().ReapAll(func(e proc.Exit) {
+			log.WithField("pid", e.PID).Debugf("reaped orphan %d", e.PID)
+		})
+	}
+	return st, nil
 }
 
 // splitSocket takes the socket called name out of set.
@@ -328,26 +434,6 @@ func storeBound(set activation.Set, metricsSock *activation.Socket, store *sdnot
 		}
 		log.Infof("socket %s handed to systemd's fd store", s.Name)
 	}
-}
-
-// runtimeDirectory is where the notify and control sockets live:
-// systemd's RuntimeDirectory= when set, else a private temporary directory
-// that baton owns (and, after an upgrade in place, the one it inherited).
-func runtimeDirectory(adopted *upgradeState) (dir string, cleanup func(), owns bool, err error) {
-	if adopted != nil && adopted.RuntimeDir != "" {
-		if adopted.OwnsRuntimeDir {
-			return adopted.RuntimeDir, func() { _ = os.RemoveAll(adopted.RuntimeDir) }, true, nil
-		}
-		return adopted.RuntimeDir, func() {}, false, nil
-	}
-	if d := firstRuntimeDir(); d != "" {
-		return d, func() {}, false, nil
-	}
-	d, err := os.MkdirTemp("", "baton-")
-	if err != nil {
-		return "", nil, false, fmt.Errorf("create runtime directory: %w", err)
-	}
-	return d, func() { _ = os.RemoveAll(d) }, true, nil
 }
 
 func handoffOf(st *upgradeState) *workers.Handoff {

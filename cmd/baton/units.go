@@ -1,25 +1,28 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/batonhq/baton/units"
-	"github.com/spf13/pflag"
 )
 
 // unitsCommand prints the embedded unit files, or writes them to a
 // directory (e.g. /etc/systemd/system) for installs without the package.
 func unitsCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton units", pflag.ContinueOnError)
-	dir := fs.StringP("output", "o", "", "write the unit files into `DIR` instead of printing them")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
+	fs := newFlagSet("units")
+	dir := fs.StringP("output", "o", "", "write the unit files into `DIR` (created if missing) instead of printing them")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if *dir != "" {
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
+			return fmt.Errorf("create unit directory: %w", err)
 		}
-		return usageError{err}
 	}
 	for _, name := range units.Names() {
 		b, err := units.Read(name)

@@ -6,17 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/contain"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/fdutil"
+	"github.com/batonhq/baton/internal/proc"
 	"github.com/batonhq/baton/workers"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,18 +25,28 @@ const upgradeEnv = "BATON_UPGRADE_STATE"
 // upgradeState is what a baton hands to the binary it executes in place:
 // the pool (workers.Handoff) and the fds cmd/baton owns.
 type upgradeState struct {
-	Handoff        *workers.Handoff
-	ControlFD      int
-	ControlPath    string
-	MetricsFD      int // -1: none
-	MetricsName    string
-	MetricsAddr    string
-	MetricsOrigin  string
-	ClientFD       int // -1: nobody waits for the answer
-	OldVersion     string
-	Reason         string
+	Handoff       *workers.Handoff
+	ControlFD     int
+	ControlPath   string
+	MetricsFD     int // -1: none
+	MetricsName   string
+	MetricsAddr   string
+	MetricsOrigin string
+	ClientFD      int // -1: nobody waits for the answer
+	OldVersion    string
+	Reason        string
+	// RuntimeDir and OwnsRuntimeDir say the same as Registration, for a
+	// baton from before the registry, should the new image be older.
 	RuntimeDir     string
 	OwnsRuntimeDir bool
+	// Cgroups says the workers live in cgroups of their own: the unit
+	// delegated baton's cgroup, which the new image cannot ask systemd
+	// again (a handed-over baton skips its D-Bus checks).
+	Cgroups      bool
+	Registration *control.Registration
+	// Reloading: a reload announced to systemd (RELOADING=1) awaits its
+	// READY=1, which the new image sends.
+	Reloading bool
 }
 
 // takeUpgradeState reads (and removes) the state a predecessor left.
@@ -71,13 +80,12 @@ func binaryID(path string) (uint64, uint64, error) {
 
 // upgrader executes a new baton binary in place.
 type upgrader struct {
-	mu             sync.Mutex
-	exe            string
-	dev, ino       uint64
-	ctl            *control.Server
-	metricsSock    *activation.Socket
-	runtimeDir     string
-	ownsRuntimeDir bool
+	mu          sync.Mutex
+	exe         string
+	dev, ino    uint64
+	ctl         *control.Server
+	metricsSock *activation.Socket
+	reg         *control.Registration
 }
 
 func newUpgrader() (*upgrader, error) {
@@ -103,9 +111,10 @@ func (u *upgrader) changed() bool {
 func probe(ctx context.Context, exe string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, exe, "version").Output()
+	// Through the reaper, which owns every child of this process.
+	out, err := proc.Output(ctx, []string{exe, "version"}, os.Environ())
 	if err != nil {
-		var ee *exec.ExitError
+		var ee *proc.ExitError
 		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
 			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
 		}
@@ -135,7 +144,9 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 		return "", fmt.Errorf("upgrade refused: %w", err)
 	}
 	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
-		RuntimeDir: u.runtimeDir, OwnsRuntimeDir: u.ownsRuntimeDir, ControlPath: u.ctl.Path()}
+		RuntimeDir: u.reg.Dir, OwnsRuntimeDir: u.reg.OwnsDir, Registration: u.reg, ControlPath: u.ctl.Path(),
+		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup}
+	_, st.Reloading = h.notes.state()
 	var opened []int
 	keep := func(fd int) error {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
@@ -182,7 +193,9 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 		}
 	}
 	h.log.Infof("upgrading in place (%s): %s -> %s, pid %d", reason, st.OldVersion, newVersion, os.Getpid())
-	err = syscall.Exec(u.exe, os.Args, env)
+	// On the fork thread: the workers' parent thread must survive the
+	// execve(2), or their parent-death signal kills them.
+	err = proc.Exec(u.exe, os.Args, env)
 	undo()
 	err = fmt.Errorf("upgrade failed, this baton goes on: exec %s: %w", u.exe, err)
 	h.log.Error(err)
@@ -195,9 +208,13 @@ func (h *controlHandler) Upgrade(ctx context.Context) (string, error) {
 }
 
 // finishUpgrade runs in the new baton once its supervisor runs: it rolls
-// the workers like a reload and answers whoever asked for the upgrade.
-func (h *controlHandler) finishUpgrade(st *upgradeState) {
-	msg, err := h.reload(context.Background(), true)
+// the workers like a reload and answers whoever asked for the upgrade; and
+// systemd, when a SIGHUP started it (epoch, from reloadNotifier.adopt).
+func (h *controlHandler) finishUpgrade(st *upgradeState, epoch uint64) {
+	msg, err := h.reload(context.Background(), true, "upgrade")
+	if nerr := h.notes.end(epoch, rolled(err)); nerr != nil {
+		h.log.WithError(nerr).Warn("cannot tell systemd that the reload ended")
+	}
 	prefix := fmt.Sprintf("upgraded in place from %s to %s (pid %d)", st.OldVersion, versionString(), os.Getpid())
 	if err != nil {
 		h.log.WithError(err).Errorf("%s, but rolling the workers failed", prefix)
@@ -216,20 +233,19 @@ func (h *controlHandler) finishUpgrade(st *upgradeState) {
 	}
 }
 
-// upgradeCommand is `baton upgrade`: execute the binary on disk in place.
+// upgradeCommand is `baton upgrade [NAME]`: execute the binary on disk in
+// place.
 func upgradeCommand(args []string) error {
-	fs := pflag.NewFlagSet("baton upgrade", pflag.ContinueOnError)
+	fs := newFlagSet("upgrade")
 	path := controlFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if err := needControl(*path, "SIGUSR2 upgrades too"); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	msg, err := control.Call(context.Background(), *path, control.Request{Command: "upgrade", Wait: true})
+	sock, err := findControl(*path, fs.Args(), "SIGUSR2 upgrades too")
+	if err != nil {
+		return err
+	}
+	msg, err := control.Call(context.Background(), sock, control.Request{Command: "upgrade", Wait: true})
 	if err != nil {
 		return fmt.Errorf("upgrade failed: %w", err)
 	}

@@ -12,7 +12,11 @@ const (
 	DefaultGracefulTimeout = 30 * time.Second
 	DefaultTimeoutGrace    = 5 * time.Second
 	DefaultBacklog         = 4096
-	DefaultSocketMode      = 0o666 // as systemd's SocketMode=
+	DefaultSettleTime      = 2 * time.Second
+	// DefaultMaxWorkersFactor times workers is the scaling ceiling when
+	// max-workers is not set.
+	DefaultMaxWorkersFactor = 4
+	DefaultSocketMode       = 0o666 // as systemd's SocketMode=
 )
 
 // Config is baton's validated configuration. The zero value of each field
@@ -58,14 +62,48 @@ type Config struct {
 	// to 10% jitter. Zero: no limit.
 	MaxMemory int64
 
+	// Environment is added to every worker's environment, KEY=VALUE, in
+	// order, over what baton itself was given (as systemd's Environment=;
+	// PYTHONUNBUFFERED=1 and the like without wrapping the command). It
+	// changes with a reload. Zero: nothing added.
+	Environment []string
+	// MemoryMax is each worker's hard memory limit (the memory.max of
+	// its cgroup): above it the kernel reclaims and then OOM-kills inside
+	// the worker. It needs a delegated cgroup with the memory controller
+	// (docs/containment.md). Zero: no limit.
+	MemoryMax int64
+	// CPUWeight is each worker's share of CPU time when the CPU is
+	// contended (the cpu.weight of its cgroup, 1-10000, as systemd's
+	// CPUWeight=). It needs a delegated cgroup with the cpu controller.
+	// Zero: the kernel's default, 100.
+	CPUWeight int
+
 	// Surge is how many new workers may boot at once during a reload, beside
 	// the ones they replace. Zero: 1.
 	Surge int
+	// SettleTime is how long a reload's new workers must stay up: the
+	// canary before the rest roll, and every new worker after the last one
+	// took its slot, before the reload is reported done. A new worker that
+	// exits within it fails the reload. Zero: DefaultSettleTime; "0s"
+	// (SettleTimeOff) turns it off.
+	SettleTime time.Duration
+	// MaxWorkers is the ceiling for scaling up (SIGTTIN, baton scale).
+	// Zero: DefaultMaxWorkersFactor times Workers.
+	MaxWorkers int
+	// DrainDelay is how long a graceful stop keeps baton unready (STATUS=,
+	// /readyz) before workers are told to stop, so that load balancers
+	// and orchestrators stop sending traffic first. Zero: none.
+	DrainDelay time.Duration
 
 	// MetricsSocket names the socket (configured, or passed by systemd) on
 	// which baton itself serves Prometheus metrics at /metrics; it is not
 	// passed to workers. Empty: no metrics.
 	MetricsSocket string
+
+	// WorkerControl lets baton's own workers, and the processes they start,
+	// use the control socket (reload, scale, status, upgrade). Zero
+	// (false): they are refused, whatever their uid; see docs/security.md.
+	WorkerControl bool
 
 	// Sockets are the sockets baton binds when systemd did not pass them,
 	// in declaration order, which is the order workers see them in.
@@ -73,6 +111,11 @@ type Config struct {
 
 	// pos records where each key was written, for errors found by Finish.
 	pos map[string]position
+	// by names the flag or variable that overrode a key, for the same.
+	by map[string]string
+	// commandFromFlags is set when Command came from the command line, so
+	// that errors about it point there, not at the file.
+	commandFromFlags bool
 }
 
 // Socket is one named listening socket.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,9 +109,14 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"zero watchdog", "watchdog-timeout = \"0s\"\n", ":1:1: watchdog-timeout: \"0s\" must be positive (use \"infinity\" to turn the clock off)"},
 		{"negative request", "request-timeout = \"-2s\"\n", "request-timeout: \"-2s\" must be positive"},
 		{"zero grace", "timeout-grace = \"0ms\"\n", "timeout-grace: \"0ms\" must be positive"},
-		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size`},
-		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is not a size`},
+		{"bad size", "max-memory = \"lots\"\n", `:1:1: max-memory: "lots" is not a size (want a number and a unit, such as "512M", "1.5G" or "512MiB")`},
+		{"zero size", "max-memory = \"0MiB\"\n", `max-memory: "0MiB" is zero`},
 		{"bad lifetime", "max-lifetime = \"forever\"\n", `:1:1: max-lifetime: "forever" is not a duration`},
+		{"bad memory-max", "command = [\"a\"]\nmemory-max = \"lots\"\n", `:2:1: memory-max: "lots" is not a size`},
+		{"integer memory-max", "memory-max = 512\n", `:1:14: memory-max: want a string, not an integer`},
+		{"zero cpu-weight", "cpu-weight = 0\n", `:1:1: cpu-weight: 0: want 1 to 10000`},
+		{"big cpu-weight", "command = [\"a\"]\ncpu-weight = 10001\n", `:2:1: cpu-weight: 10001: want 1 to 10000`},
+		{"string cpu-weight", "cpu-weight = \"100\"\n", `:1:14: cpu-weight: want an integer, not a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -132,7 +138,8 @@ func TestFinishCrossFieldErrors(t *testing.T) {
 		{"command = [\"a\"]\ngraceful-timeout = \"2s\"\ntimeout-grace = \"5s\"\n", ":3:1: timeout-grace: 5s is longer than graceful-timeout 2s"},
 		{"command = [\"a\"]\ntimeout-grace = \"infinity\"\n", ":2:1: timeout-grace: infinity would let a hung worker live forever"},
 		{"command = [\"a\"]\ntimeout-signal = \"KILL\"\n", ":2:1: timeout-signal: SIGKILL leaves nothing to diagnose"},
-		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: address tcp://127.0.0.1:1 is already used at"},
+		{"command = [\"a\"]\nmemory-max = \"512MiB\"\nmax-memory = \"1G\"\n", ":3:1: max-memory: 1GiB is above memory-max 512MiB: the kernel would OOM-kill inside a worker before baton recycles it"},
+		{"command=[\"a\"]\n[sockets.a]\nlisten = \"127.0.0.1:1\"\n[sockets.b]\nlisten = \"127.0.0.1:1\"\n", ":4:2: sockets.b: address tcp://127.0.0.1:1 is already used at"},
 	} {
 		p := writeFile(t, tc.body)
 		c, err := Load(p)
@@ -175,6 +182,25 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}
 }
 
+func TestLimits(t *testing.T) {
+	c, err := Load(writeFile(t, "command = [\"a\"]\nmemory-max = \"1GiB\"\ncpu-weight = 200\nmax-memory = \"768MiB\"\n"))
+	if err == nil {
+		err = c.Finish()
+	}
+	if err != nil || c.MemoryMax != 1<<30 || c.CPUWeight != 200 || c.MaxMemory != 768<<20 {
+		t.Errorf("file: %+v, %v", c, err)
+	}
+	c, err = resolve(t, []string{"--memory-max", "256M", "--cpu-weight", "10000"}, "app")
+	if err != nil || c.MemoryMax != 256<<20 || c.CPUWeight != 10000 {
+		t.Errorf("flags: %+v, %v", c, err)
+	}
+	// Zero values: no limit, the kernel's default weight.
+	c = &Config{Command: []string{"app"}}
+	if err := c.Finish(); err != nil || c.MemoryMax != 0 || c.CPUWeight != 0 {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
+
 func TestUnnamedBinds(t *testing.T) {
 	c, err := resolve(t, []string{"-b", "127.0.0.1:8000", "-b", "[::1]:8000"}, "app")
 	if err != nil {
@@ -202,6 +228,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--timeout-signal", "NOPE"}, "--timeout-signal: \"NOPE\" is not a signal"},
 		{[]string{"--timeout-grace", "1m", "--graceful-timeout", "10s"}, "timeout-grace: 1m0s is longer than graceful-timeout 10s"},
 		{[]string{"-c", "/nonexistent/baton.toml"}, "/nonexistent/baton.toml: read config"},
+		{[]string{"--memory-max", "lots"}, `--memory-max: "lots" is not a size`},
+		{[]string{"--cpu-weight", "0"}, "--cpu-weight: 0: want 1 to 10000"},
+		{[]string{"--cpu-weight", "20000"}, "--cpu-weight: 20000: want 1 to 10000"},
+		{[]string{"--max-memory", "2G", "--memory-max", "1G"}, "max-memory: 2GiB is above memory-max 1GiB"},
 		{[]string{"--frobnicate"}, "unknown flag: --frobnicate"},
 	} {
 		_, err := resolve(t, tc.args, "app")
@@ -212,14 +242,142 @@ func TestFlagErrors(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512MiB": 512 << 20, "2G": 2 << 30, "100": 100, "64 KiB": 64 << 10, "1M": 1 << 20} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		// K, M, G, T and every spelling of them are powers of 1024.
+		{"512M", 512 << 20},
+		{"512MB", 512 << 20},
+		{"512MiB", 512 << 20},
+		{"512m", 512 << 20},
+		{"512mb", 512 << 20},
+		{"512 MiB", 512 << 20},
+		{" 2G ", 2 << 30},
+		{"2GB", 2 << 30},
+		{"2gib", 2 << 30},
+		{"1024K", 1 << 20},
+		{"1024KB", 1 << 20},
+		{"1024kB", 1 << 20},
+		{"1T", 1 << 40},
+		{"1TiB", 1 << 40},
+		// Fractions with a unit, rounded down to whole bytes.
+		{"1.5G", 3 << 29},
+		{"1.5GB", 3 << 29},
+		{"0.5G", 512 << 20},
+		{"1.1M", 1153433}, // 1.1 * 1048576 = 1153433.6
+		// Bytes.
+		{"1048576", 1 << 20},
+		{"1048576B", 1 << 20},
+		{"2000000b", 2000000},
+		// No limit.
+		{"infinity", 0},
+	} {
+		if got, err := ParseSize(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "-1M", "1.5G", "M", "12X"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
+	for _, tc := range []struct{ in, want string }{
+		{"", `"" is empty`},
+		{"   ", `is empty`},
+		{"lots", `"lots" is not a size`},
+		{"M", `"M" is not a size`},
+		{"-1M", `"-1M" is negative`},
+		{"0", `"0" is zero`},
+		{"0M", `"0M" is zero`},
+		{"0.0G", `"0.0G" is zero`},
+		{"12X", `unknown unit "X" (want K, M, G or T, also written KB, KiB, MB, MiB, ...; all powers of 1024)`},
+		{"12Mi", `unknown unit "Mi"`},
+		{"5%", `a share of RAM is not a size baton takes`},
+		{"1e9", `unknown unit "e9"`},
+		{"1.5", `"1.5": a fraction of a byte`},
+		{"1.5.2G", `"1.5.2G" is not a size`},
+		{".5G", `".5G" is not a size`},
+		{"5.G", `"5.G" is not a size`},
+		{"1G512M", `unknown unit "G512M"`},
+		{"512", `"512" is 512 bytes, less than any worker needs (a bare number is bytes: did you mean "512M"?)`},
+		{"512K", `"512K" is less than 1M`},
+		{"99999999T", `"99999999T" is too large`},
+		{"99999999999999999999999", `is too large`},
+		{"Infinity", `"Infinity" is not a size`},
+	} {
+		_, err := ParseSize(tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSize(%q): error %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// max-memory in the file and on the command line take the same sizes, and
+// the flag overrides the file, "infinity" included.
+func TestMaxMemoryFileAndFlag(t *testing.T) {
+	p := writeFile(t, "command = [\"a\"]\nmax-memory = \"1.5GB\"\n")
+	c, err := resolve(t, []string{"-c", p})
+	if err != nil || c.MaxMemory != 3<<29 {
+		t.Fatalf("file: %d, %v", c.MaxMemory, err)
+	}
+	if c, err = resolve(t, []string{"-c", p, "--max-memory", "512MB"}); err != nil || c.MaxMemory != 512<<20 {
+		t.Errorf("flag: %v, %v", c, err)
+	}
+	if c, err = resolve(t, []string{"-c", p, "--max-memory", "infinity"}); err != nil || c.MaxMemory != 0 {
+		t.Errorf("infinity: %v, %v", c, err)
+	}
+	if _, err = resolve(t, []string{"--max-memory", "512"}, "a"); err == nil || !strings.Contains(err.Error(), `--max-memory: "512" is 512 bytes`) {
+		t.Errorf("flag error: %v", err)
+	}
+	p = writeFile(t, "command = [\"a\"]\n\nmax-memory = \"2X\"\n")
+	if _, err = resolve(t, []string{"-c", p}); err == nil || !strings.Contains(err.Error(), p+`:3:1: max-memory: "2X": unknown unit "X"`) {
+		t.Errorf("file error: %v", err)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "env.toml")
+	body := "command = [\"/bin/app\"]\n[environment]\nPYTHONUNBUFFERED = \"1\"\nAPP_MODE = \"prod\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Environment, " ") != "PYTHONUNBUFFERED=1 APP_MODE=prod" {
+		t.Errorf("environment %q", c.Environment)
+	}
+	for _, bad := range []string{"LISTEN_FDS = \"3\"", "BATON_WORKER = \"1\"", "\"1X\" = \"y\""} {
+		if err := os.WriteFile(path, []byte("command = [\"/bin/app\"]\n[environment]\n"+bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		var cerr *Error
+		if !errors.As(err, &cerr) || cerr.Line != 3 || !strings.HasPrefix(cerr.Key, "environment.") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"NOEQUALS", "NOTIFY_SOCKET=/x", "=v"} {
+		if _, err := ParseEnv(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestWorkerControl(t *testing.T) {
+	c, err := resolve(t, nil, "app")
+	if err != nil || c.WorkerControl {
+		t.Fatalf("default: %v %v, want false", c.WorkerControl, err)
+	}
+	p := writeFile(t, "command = [\"a\"]\nworker-control = true\n")
+	if c, err := resolve(t, []string{"-c", p}); err != nil || !c.WorkerControl {
+		t.Errorf("from the file: %v %v", c.WorkerControl, err)
+	}
+	if c, err := resolve(t, []string{"-c", p, "--worker-control=false"}); err != nil || c.WorkerControl {
+		t.Errorf("the flag overrides the file: %v %v", c.WorkerControl, err)
+	}
+	if c, err := resolve(t, []string{"--worker-control"}, "app"); err != nil || !c.WorkerControl {
+		t.Errorf("flag: %v %v", c.WorkerControl, err)
+	}
+	p = writeFile(t, "command = [\"a\"]\n\nworker-control = \"yes\"\n")
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":3:18: worker-control: want true or false, not a string") {
+		t.Errorf("a string: %v", err)
 	}
 }

@@ -31,9 +31,16 @@ type file struct {
 	TimeoutSignal   *string               `toml:"timeout-signal"`
 	TimeoutGrace    *string               `toml:"timeout-grace"`
 	Surge           *int                  `toml:"surge"`
+	SettleTime      *string               `toml:"settle-time"`
+	MaxWorkers      *int                  `toml:"max-workers"`
+	DrainDelay      *string               `toml:"drain-delay"`
 	MaxLifetime     *string               `toml:"max-lifetime"`
 	MaxMemory       *string               `toml:"max-memory"`
+	MemoryMax       *string               `toml:"memory-max"`
+	Environment     map[string]string     `toml:"environment"`
+	CPUWeight       *int                  `toml:"cpu-weight"`
 	MetricsSocket   *string               `toml:"metrics-socket"`
+	WorkerControl   *bool                 `toml:"worker-control"`
 	Sockets         map[string]fileSocket `toml:"sockets"`
 }
 
@@ -73,8 +80,10 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Load reads and validates a config file. Flags may be applied on top with
 // Overrides.Apply before Finish; Load alone calls neither.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+func Load(path string) (*Config, error) { return load(path, os.ReadFile) }
+
+func load(path string, readFile func(string) ([]byte, error)) (*Config, error) {
+	data, err := readFile(path)
 	if err != nil {
 		return nil, &Error{File: path, Err: fmt.Errorf("read config: %w", err)}
 	}
@@ -143,6 +152,9 @@ func parse(path string, data []byte) (*Config, error) {
 		}
 		c.MetricsSocket = *f.MetricsSocket
 	}
+	if f.WorkerControl != nil {
+		c.WorkerControl = *f.WorkerControl
+	}
 	if f.MaxMemory != nil {
 		n, err := ParseSize(*f.MaxMemory)
 		if err != nil {
@@ -150,11 +162,64 @@ func parse(path string, data []byte) (*Config, error) {
 		}
 		c.MaxMemory = n
 	}
+	if len(f.Environment) > 0 {
+		keys := make([]string, 0, len(f.Environment))
+		for k := range f.Environment {
+			keys = append(keys, k)
+		}
+		// In the order written, which the positions give.
+		sort.Slice(keys, func(i, j int) bool {
+			a, b := pos["environment."+keys[i]], pos["environment."+keys[j]]
+			return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+		})
+		for _, k := range keys {
+			if err := checkEnvName(k); err != nil {
+				return nil, at("environment."+k, err)
+			}
+			c.Environment = append(c.Environment, k+"="+f.Environment[k])
+		}
+	}
+	if f.MemoryMax != nil {
+		n, err := ParseSize(*f.MemoryMax)
+		if err != nil {
+			return nil, at("memory-max", err)
+		}
+		c.MemoryMax = n
+	}
+	if f.CPUWeight != nil {
+		if err := checkCPUWeight(*f.CPUWeight); err != nil {
+			return nil, at("cpu-weight", err)
+		}
+		c.CPUWeight = *f.CPUWeight
+	}
 	if f.Surge != nil {
 		if *f.Surge < 1 {
 			return nil, at("surge", fmt.Errorf("%d: must be at least 1", *f.Surge))
 		}
 		c.Surge = *f.Surge
+	}
+	if f.MaxWorkers != nil {
+		if *f.MaxWorkers < 1 {
+			return nil, at("max-workers", fmt.Errorf("%d: must be at least 1", *f.MaxWorkers))
+		}
+		c.MaxWorkers = *f.MaxWorkers
+	}
+	for _, d := range []struct {
+		key string
+		v   *string
+		dst *time.Duration
+	}{
+		{"settle-time", f.SettleTime, &c.SettleTime},
+		{"drain-delay", f.DrainDelay, &c.DrainDelay},
+	} {
+		if d.v == nil {
+			continue
+		}
+		v, err := parseDurationOrZero(*d.v)
+		if err != nil {
+			return nil, at(d.key, err)
+		}
+		*d.dst = v
 	}
 	if f.TimeoutSignal != nil {
 		sig, err := ParseSignal(*f.TimeoutSignal)

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -30,6 +32,29 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
+// Off is a duration set to zero explicitly ("0s"), for settings whose
+// zero value means "the default": Finish turns it into 0.
+const Off = time.Duration(-1)
+
+// parseDurationOrZero is ParseDuration, but "0" and "0s" are allowed and
+// give Off.
+func parseDurationOrZero(s string) (time.Duration, error) {
+	if v, err := time.ParseDuration(s); err == nil && v == 0 {
+		return Off, nil
+	}
+	if s == "0" {
+		return Off, nil
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (want e.g. \"2s\", or \"0s\" for none)", s)
+	}
+	if v == Infinity {
+		return 0, fmt.Errorf("%q: infinity is not allowed here", s)
+	}
+	return v, nil
+}
+
 // FormatDuration is the inverse of ParseDuration.
 func FormatDuration(d time.Duration) string {
 	if d == Infinity {
@@ -38,25 +63,85 @@ func FormatDuration(d time.Duration) string {
 	return d.String()
 }
 
-// ParseSize parses a memory size: bytes, or a number with K, M, G (powers
-// of 1024, optionally written KiB, MiB, GiB).
+// sizeUnits are the units of a size, all powers of 1024 as in systemd's
+// MemoryMax= (systemd.resource-control(5)); matched case-insensitively.
+// MB and GB mean MiB and GiB, as they do for Docker's --memory and for the
+// memory ps(1) and top(1) report: a limit written either way is the same.
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+	"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+}
+
+// MinSize is the smallest size ParseSize accepts: below it no worker
+// could ever stay, and a bare number is most likely a forgotten unit.
+const MinSize = 1 << 20
+
+// ParseSize parses a memory size as max-memory takes it: a number,
+// optionally with a decimal fraction, and a unit, K, M, G or T (also
+// written KB, KiB, MB, MiB, ...), every one a power of 1024: "512M",
+// "512MB" and "512MiB" are all 536870912 bytes, "1.5G" is 1610612736. A
+// bare number, or one with B, is whole bytes. Space between number and
+// unit is allowed; case is not significant. "infinity" is 0: no limit.
 func ParseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
-	num, mult := s, int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
+	in := strings.TrimSpace(s)
+	if in == "infinity" {
+		return 0, nil
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size (want e.g. \"512MiB\" or \"2G\")", s)
+	if in == "" {
+		return 0, fmt.Errorf("%q is empty (want a size such as \"512M\" or \"2G\", or \"infinity\")", s)
 	}
-	return n * mult, nil
+	i := strings.IndexFunc(in, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := in, ""
+	if i >= 0 {
+		num, unit = in[:i], strings.TrimSpace(in[i:])
+	}
+	if strings.HasPrefix(in, "-") {
+		return 0, fmt.Errorf("%q is negative (want a positive size, or \"infinity\" for no limit)", s)
+	}
+	if strings.HasSuffix(unit, "%") {
+		return 0, fmt.Errorf("%q: a share of RAM is not a size baton takes (want e.g. \"512M\"; systemd's MemoryMax= takes percentages for the whole service)", s)
+	}
+	mult, ok := sizeUnits[strings.ToLower(unit)]
+	if num == "" || strings.HasPrefix(num, ".") || strings.HasSuffix(num, ".") || strings.Count(num, ".") > 1 {
+		return 0, fmt.Errorf("%q is not a size (want a number and a unit, such as \"512M\", \"1.5G\" or \"512MiB\")", s)
+	}
+	if !ok {
+		return 0, fmt.Errorf("%q: unknown unit %q (want K, M, G or T, also written KB, KiB, MB, MiB, ...; all powers of 1024)", s, unit)
+	}
+	v, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size (want a number and a unit, such as \"512M\")", s)
+	}
+	v.Mul(v, new(big.Rat).SetInt64(mult))
+	if mult == 1 && !v.IsInt() {
+		return 0, fmt.Errorf("%q: a fraction of a byte (give a unit, such as \"1.5G\", or whole bytes)", s)
+	}
+	n := new(big.Int).Quo(v.Num(), v.Denom()) // whole bytes, rounded down
+	switch {
+	case v.Sign() == 0:
+		return 0, fmt.Errorf("%q is zero (want a positive size, or \"infinity\" for no limit)", s)
+	case !n.IsInt64() || n.Int64() > 1<<60:
+		return 0, fmt.Errorf("%q is too large (at most 1048576T)", s)
+	case n.Int64() < MinSize && mult == 1:
+		return 0, fmt.Errorf("%q is %s bytes, less than any worker needs (a bare number is bytes: did you mean \"%sM\"?)", s, n, num)
+	case n.Int64() < MinSize:
+		return 0, fmt.Errorf("%q is less than 1M, less than any worker needs", s)
+	}
+	return n.Int64(), nil
+}
+
+// MaxCPUWeight bounds cpu-weight, as systemd's CPUWeight= and the
+// kernel's cpu.weight.
+const MaxCPUWeight = 10000
+
+func checkCPUWeight(w int) error {
+	if w < 1 || w > MaxCPUWeight {
+		return fmt.Errorf("%d: want 1 to %d (100 is the kernel's default share)", w, MaxCPUWeight)
+	}
+	return nil
 }
 
 // Readiness says when a worker counts as ready.
@@ -181,4 +266,41 @@ func (sg Signal) String() string {
 		}
 	}
 	return strconv.Itoa(int(sg))
+}
+
+// reservedEnv are the variables baton sets for each worker itself (the
+// socket activation and notify protocols, the worker's identity): a
+// setting cannot override them.
+var reservedEnv = []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+
+// ParseEnv checks one KEY=VALUE for the environment setting.
+func ParseEnv(kv string) (string, error) {
+	k, _, ok := strings.Cut(kv, "=")
+	if !ok {
+		return "", fmt.Errorf("%q: want KEY=VALUE", kv)
+	}
+	if err := checkEnvName(k); err != nil {
+		return "", err
+	}
+	return kv, nil
+}
+
+func checkEnvName(k string) error {
+	if k == "" {
+		return errors.New("empty variable name")
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("%q is not a variable name (letters, digits and _, not starting with a digit)", k)
+		}
+	}
+	for _, r := range reservedEnv {
+		if k == r {
+			return fmt.Errorf("%s is set by baton for each worker (the socket activation and notify protocols)", k)
+		}
+	}
+	if strings.HasPrefix(k, "BATON_") {
+		return fmt.Errorf("%s: BATON_ variables are baton's own", k)
+	}
+	return nil
 }

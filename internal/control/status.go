@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/batonhq/baton/internal/printable"
 )
 
 // Status is `baton status --json`: a stable schema for tools. Fields are
@@ -77,13 +79,16 @@ func optSecs(p *float64) string {
 	return secs(time.Duration(*p * float64(time.Second)))
 }
 
-// WriteTable renders s for people.
+// WriteTable renders s for people. Text that workers wrote (STATUS=, and
+// reload errors that quote it) is escaped: no control character reaches
+// the operator's terminal, and none can break the table's columns.
 func (s *Status) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%s (pid %d, %s)\n\n", s.Status, s.PID, s.Version)
+	esc := printable.Escape
+	fmt.Fprintf(w, "%s (pid %d, %s)\n\n", esc(s.Status), s.PID, esc(s.Version))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tPID\tGEN\tSTATE\tAGE\tHEARTBEAT\tMEMORY\tREQUEST\tSTATUS")
 	for _, p := range s.Pool {
-		state := p.State
+		state := esc(p.State)
 		if p.Retiring {
 			state += " (retiring)"
 		}
@@ -92,7 +97,7 @@ func (s *Status) WriteTable(w io.Writer) error {
 			mem = fmt.Sprintf("%.1fMiB", float64(*p.RSS)/(1<<20))
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Slot, p.PID, p.Generation, state,
-			secs(time.Duration(p.Age*float64(time.Second))), optSecs(p.Heartbeat), mem, optSecs(p.Request), p.Status)
+			secs(time.Duration(p.Age*float64(time.Second))), optSecs(p.Heartbeat), mem, optSecs(p.Request), esc(p.Status))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -101,7 +106,7 @@ func (s *Status) WriteTable(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOCKET\tADDRESS\tORIGIN")
 	for _, x := range s.Sockets {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", x.Name, x.Address, x.Origin)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", esc(x.Name), esc(x.Address), esc(x.Origin))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -113,7 +118,7 @@ func (s *Status) WriteTable(w io.Writer) error {
 		for _, r := range s.Reloads {
 			res := "ok"
 			if !r.OK {
-				res = "failed: " + strings.TrimSpace(r.Error)
+				res = "failed: " + esc(strings.TrimSpace(r.Error))
 			}
 			fmt.Fprintf(tw, "gen %d\t%s\t%s\t%s\n", r.Generation, r.Started.Format(time.RFC3339), secs(time.Duration(r.Duration*float64(time.Second))), res)
 		}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/batonhq/baton/internal/accept"
+	"github.com/batonhq/baton/internal/logging"
 	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/workers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,9 +64,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	states := map[string]int{string(workers.Starting): 0, string(workers.Ready): 0, string(workers.Stopping): 0}
+	states := map[string]int{workers.Starting.Phase(): 0, workers.Ready.Phase(): 0, workers.Stopping.Phase(): 0}
 	for _, w := range snap.Workers {
-		states[string(w.State)]++
+		states[w.State.Phase()]++
 		labels := []string{strconv.Itoa(w.Slot), strconv.Itoa(w.PID), strconv.Itoa(w.Generation)}
 		gauge(descAge, snap.Taken.Sub(w.Spawned).Seconds(), labels...)
 		if !w.LastHeartbeat.IsZero() {
@@ -107,11 +111,35 @@ func Handler(src Source) (http.Handler, error) {
 	return mux, nil
 }
 
-// Serve answers scrapes on l until ctx ends.
-func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// Limits on scrapers: whoever can reach the metrics socket (any local
+// user, for a TCP socket) can cost baton at most MaxConns fds, each for a
+// bounded time; further connections wait in the socket's backlog.
+const (
+	MaxConns          = 64
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 10 * time.Second
+	MaxHeaderBytes    = 16 << 10
+)
+
+// Serve answers scrapes on l until ctx ends. report receives the server's
+// errors (failed accepts, which are retried, and bad connections), at a
+// limited rate.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, report func(error)) error {
+	report = logging.Limit(10, 10*time.Second, report)
+	al := accept.New(l, MaxConns, func(err error) { report(fmt.Errorf("metrics: %w", err)) })
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          log.New(reportWriter(report), "", 0),
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
+	go func() { done <- srv.Serve(al) }()
 	select {
 	case err := <-done:
 		return fmt.Errorf("metrics: %w", err)
@@ -126,4 +154,12 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
+}
+
+// reportWriter turns net/http's log lines into reports.
+type reportWriter func(error)
+
+func (w reportWriter) Write(b []byte) (int, error) {
+	w(fmt.Errorf("metrics: %s", strings.TrimSpace(string(b))))
+	return len(b), nil
 }

@@ -28,6 +28,15 @@ type Service struct {
 	KillMode               string
 	NotifyAccess           string
 	ExecReload             bool // whether ExecReload= is set
+	// Delegate says the unit delegates its cgroup subtree (Delegate=), so
+	// baton may give each worker a cgroup of its own.
+	Delegate bool
+	// ProtectControlGroups makes the cgroup tree read-only to the service,
+	// delegated subtree included.
+	ProtectControlGroups bool
+	// ReloadSignal is the signal Type=notify-reload sends; 0 when systemd
+	// predates it (252).
+	ReloadSignal int
 	// SocketNames are the FileDescriptorName= of the .socket units that
 	// trigger the service: the sockets systemd passes it.
 	SocketNames []string
@@ -98,8 +107,13 @@ func (c *Conn) Service(ctx context.Context, unit string) (*Service, error) {
 	s.KillMode, _ = props["KillMode"].(string)
 	s.NotifyAccess, _ = props["NotifyAccess"].(string)
 	s.FileDescriptorStoreMax, _ = props["FileDescriptorStoreMax"].(uint32)
+	s.Delegate, _ = props["Delegate"].(bool)
+	s.ProtectControlGroups, _ = props["ProtectControlGroups"].(bool)
 	s.TimeoutStop = usec(props["TimeoutStopUSec"])
 	s.Watchdog = usec(props["WatchdogUSec"])
+	if v, ok := props["ReloadSignal"].(int32); ok {
+		s.ReloadSignal = int(v)
+	}
 	if v, ok := props["ExecReload"].([][]any); ok {
 		s.ExecReload = len(v) > 0
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/batonhq/baton/internal/fdutil"
+	"github.com/batonhq/baton/internal/unixsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,8 +39,20 @@ func (d *Datagram) Close() error {
 // already been closed. Callers count these; the listener keeps going.
 type DropError struct {
 	PID    int // 0 when the kernel gave no credentials
+	Kind   DropKind
 	Reason string
 }
+
+// DropKind classifies a dropped datagram.
+type DropKind string
+
+const (
+	// DropOversized: larger than MaxMessageSize (or truncated).
+	DropOversized DropKind = "oversized"
+	// DropMalformed: no credentials, bad control data, or a message that
+	// does not parse.
+	DropMalformed DropKind = "malformed"
+)
 
 func (e *DropError) Error() string {
 	if e.PID > 0 {
@@ -62,12 +75,12 @@ type Listener struct {
 // (and closed), never left queued or truncated into a leak.
 const maxFDs = 253
 
-// Listen creates the socket at path (removing a stale socket first).
+// Listen creates the socket at path. A stale socket file there is
+// removed first; one that a live process still uses is an error
+// (unixsock.ErrInUse).
 func Listen(path string) (*Listener, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale notify socket: %w", err)
-		}
+	if err := unixsock.RemoveStale(path); err != nil {
+		return nil, fmt.Errorf("notify socket: %w", err)
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
@@ -138,6 +151,59 @@ func (l *Listener) Receive() (*Datagram, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read notify socket: %w", err)
 	}
+	return l.parse(n, oobn, flags)
+}
+
+// ErrNoDatagram is ReceiveNow's answer when nothing is queued.
+var ErrNoDatagram = errors.New("no notification queued")
+
+// ReceiveNow is Receive without waiting: ErrNoDatagram when nothing is
+// queued. With WaitReadable it lets one goroutine read everything queued,
+// in order, whenever it chooses (before it judges a clock, say).
+func (l *Listener) ReceiveNow() (*Datagram, error) {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("read notify socket: %w", err)
+	}
+	var n, oobn, flags int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), l.buf, l.oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+			if !errors.Is(rerr, unix.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("read notify socket: %w", err)
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return nil, ErrNoDatagram
+	case rerr != nil:
+		return nil, fmt.Errorf("read notify socket: %w", rerr)
+	}
+	return l.parse(n, oobn, flags)
+}
+
+// WaitReadable blocks (in Go's poller, not a thread) until a datagram is
+// queued, or the socket is closed (an error).
+func (l *Listener) WaitReadable() error {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Checked after the poller reset its readiness: a datagram that came
+	// before is seen here, one that comes after wakes the wait.
+	return rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil || n > 0
+	})
+}
+
+// parse turns a received datagram into a Datagram or a DropError.
+func (l *Listener) parse(n, oobn, flags int) (*Datagram, error) {
 	d := &Datagram{}
 	var cred *unix.Ucred
 	cmsgs, perr := unix.ParseSocketControlMessage(l.oob[:oobn])
@@ -157,26 +223,26 @@ func (l *Listener) Receive() (*Datagram, error) {
 	if cred != nil {
 		d.PID, d.UID, d.GID = int(cred.Pid), int(cred.Uid), int(cred.Gid)
 	}
-	drop := func(reason string) (*Datagram, error) {
+	drop := func(kind DropKind, reason string) (*Datagram, error) {
 		cerr := d.Close()
 		if cerr != nil {
 			reason += "; " + cerr.Error()
 		}
-		return nil, &DropError{PID: d.PID, Reason: reason}
+		return nil, &DropError{PID: d.PID, Kind: kind, Reason: reason}
 	}
 	switch {
 	case perr != nil:
-		return drop("malformed control data: " + perr.Error())
+		return drop(DropMalformed, "malformed control data: "+perr.Error())
 	case flags&syscall.MSG_CTRUNC != 0:
-		return drop("control data truncated")
+		return drop(DropOversized, "control data truncated")
 	case n > MaxMessageSize || flags&syscall.MSG_TRUNC != 0:
-		return drop(fmt.Sprintf("datagram larger than %d bytes", MaxMessageSize))
+		return drop(DropOversized, fmt.Sprintf("datagram larger than %d bytes", MaxMessageSize))
 	case cred == nil || cred.Pid <= 0:
-		return drop("no sender credentials")
+		return drop(DropMalformed, "no sender credentials")
 	}
 	msg, err := Parse(l.buf[:n])
 	if err != nil {
-		return drop(err.Error())
+		return drop(DropMalformed, err.Error())
 	}
 	d.Message = msg
 	return d, nil

@@ -210,3 +210,67 @@ func TestFDStoreMessages(t *testing.T) {
 		t.Errorf("remove: %+v %v", d, err)
 	}
 }
+
+// A second listener never takes over a live one's path; a dead one's file
+// is replaced.
+func TestListenRefusesALiveSocket(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	l := listen(t)
+	_, err := Listen(l.Path())
+	if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), l.Path()+": address already in use") {
+		t.Fatalf("second listener: %v", err)
+	}
+	if err := sender(t, l).Send("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Receive(); err != nil || !d.Message.Ready {
+		t.Fatalf("the first listener lost its socket: %v", err)
+	}
+	// A socket file with nothing behind it is stale.
+	path := filepath.Join(t.TempDir(), "stale")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("no stale file to test with: %v", err)
+	}
+	l2, err := Listen(path)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	l2.Close()
+}
+
+// A manager that does not read its socket makes Send fail after its
+// timeout instead of blocking the sender for ever.
+func TestSendToAFullSocketTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, err := NewSender(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Timeout = 50 * time.Millisecond
+	for i := 0; i < 100000; i++ {
+		err = s.Send("WATCHDOG=1")
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrSendTimeout) {
+		t.Fatalf("sending to a socket nobody reads: %v", err)
+	}
+	// Once the manager reads again, sends go through.
+	if _, err := l.Receive(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send("WATCHDOG=1"); err != nil {
+		t.Errorf("after a read: %v", err)
+	}
+}

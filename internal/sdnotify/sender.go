@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +19,16 @@ var ErrNoSocket = errors.New("NOTIFY_SOCKET is not set")
 // this is the few lines of sendmsg it takes.
 type Sender struct {
 	addr string
+	// Timeout bounds one Send while the manager's queue is full (a manager
+	// that does not read). Zero: DefaultSendTimeout.
+	Timeout time.Duration
 }
+
+// DefaultSendTimeout is how long Send waits for room in a full queue.
+const DefaultSendTimeout = 5 * time.Second
+
+// ErrSendTimeout is returned when the manager's queue stayed full.
+var ErrSendTimeout = errors.New("the service manager's notify socket stayed full")
 
 // NewSender returns a Sender for the socket named by value, a NOTIFY_SOCKET
 // value: a path, or "@name" for the abstract namespace.
@@ -46,7 +56,7 @@ func (s *Sender) Send(state string, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	werr := unix.Sendmsg(sock, []byte(state), oob, &unix.SockaddrUnix{Name: s.addr}, 0)
+	werr := s.sendmsg(sock, []byte(state), oob)
 	cerr := unix.Close(sock)
 	if werr != nil {
 		return fmt.Errorf("send %q to notify socket %s: %w", firstLine(state), s.addr, werr)
@@ -55,6 +65,33 @@ func (s *Sender) Send(state string, fds ...int) error {
 		return fmt.Errorf("close notify socket: %w", cerr)
 	}
 	return nil
+}
+
+// sendmsg sends without ever blocking longer than the timeout: connected,
+// the socket polls writable only when the manager's queue has room.
+func (s *Sender) sendmsg(sock int, msg, oob []byte) error {
+	if err := unix.Connect(sock, &unix.SockaddrUnix{Name: s.addr}); err != nil {
+		return err
+	}
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultSendTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Sendmsg(sock, msg, oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if !errors.Is(err, unix.EAGAIN) {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ErrSendTimeout
+		}
+		p := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(p, int(min(left, time.Second)/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // SendBarrier sends BARRIER=1 with one end of a pipe and waits until the

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/batonhq/baton/internal/config"
 	"github.com/batonhq/baton/internal/sdbus"
+	"golang.org/x/sys/unix"
 )
 
 // Severity says whether a finding breaks a guarantee (Error) or weakens one
@@ -49,11 +51,23 @@ func Check(c *config.Config, s *sdbus.Service) []Finding {
 	default:
 		add(Error, fmt.Sprintf("KillMode=%s: nothing stops the workers with the service", s.KillMode), "KillMode=mixed")
 	}
+	containment(c, s, add)
 	if s.Watchdog == 0 {
 		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)", "WatchdogSec=30s")
 	}
-	if !s.ExecReload {
+	switch {
+	case s.Type == "notify-reload" && s.ExecReload:
+		add(Warning, "Type=notify-reload with ExecReload=: systemctl reload both sends SIGHUP and runs ExecReload=, so every reload rolls the workers twice (the second queued behind the first)", "Type=notify")
+	case s.Type == "notify-reload":
+		// systemd 253-257 (and later) end a signalled reload with READY=1
+		// whatever became of it: only a timeout fails one.
+		add(Warning, "Type=notify-reload: systemd cannot hear that a reload failed, so systemctl reload exits 0 when baton refuses the config or the new generation does not boot (the old one keeps serving; the log says why)",
+			"Type=notify and ExecReload=/usr/bin/baton reload --wait")
+	case !s.ExecReload:
 		add(Warning, "no ExecReload=: systemctl reload cannot roll a new generation nor report whether it worked", "ExecReload=/usr/bin/baton reload --wait")
+	}
+	if s.Type == "notify-reload" && s.ReloadSignal != 0 && s.ReloadSignal != int(syscall.SIGHUP) {
+		add(Error, fmt.Sprintf("ReloadSignal=%s: baton reloads on SIGHUP only (SIGUSR2 upgrades it in place, SIGTTIN and SIGTTOU scale it)", unix.SignalName(syscall.Signal(s.ReloadSignal))), "ReloadSignal=SIGHUP")
 	}
 	var own []string
 	for _, sock := range c.Sockets {
@@ -76,4 +90,28 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// containment checks that baton can give each worker a cgroup of its own
+// (docs/containment.md): without one, limits are not enforced (an error
+// when the config sets some) and a descendant that leaves its worker's
+// session is found only by ancestry and environment.
+func containment(c *config.Config, s *sdbus.Service, add func(sev Severity, problem, fix string)) {
+	var limits []string
+	if c.MemoryMax > 0 {
+		limits = append(limits, "memory-max")
+	}
+	if c.CPUWeight > 0 {
+		limits = append(limits, "cpu-weight")
+	}
+	sev, what := Warning, "workers' descendants are contained by process groups only: one that leaves its worker's session can outlive it, and memory is summed per process"
+	if len(limits) > 0 {
+		sev, what = Error, fmt.Sprintf("%s cannot be enforced: workers get no cgroup of their own", strings.Join(limits, " and "))
+	}
+	switch {
+	case !s.Delegate:
+		add(sev, "no Delegate=: "+what, "Delegate=yes")
+	case s.ProtectControlGroups:
+		add(sev, "Delegate=yes with ProtectControlGroups=yes, which makes the cgroup tree read-only: "+what, "ProtectControlGroups=no")
+	}
 }

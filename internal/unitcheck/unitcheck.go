@@ -21,7 +21,7 @@ func (f Finding) String() string { return f.Problem + "; set " + f.Fix + " in [S
 const stopMargin = 5 * time.Second
 
 // StopBudget checks that systemd's stop timeout leaves room for the drain:
-// graceful-timeout, then timeout-grace for a worker on the escalation
+// drain-delay, graceful-timeout, then timeout-grace for a worker on the escalation
 // ladder, plus a margin. Otherwise systemd SIGKILLs baton mid-drain should
 // baton be unable to extend the budget (EXTEND_TIMEOUT_USEC=) in time.
 func StopBudget(c *config.Config, s *sdbus.Service) []Finding {
@@ -34,13 +34,17 @@ func StopBudget(c *config.Config, s *sdbus.Service) []Finding {
 		}
 		return nil
 	}
-	need := c.GracefulTimeout + c.TimeoutGrace + stopMargin
+	need := c.DrainDelay + c.GracefulTimeout + c.TimeoutGrace + stopMargin
 	if s.TimeoutStop == sdbus.Infinity || s.TimeoutStop >= need {
 		return nil
 	}
+	delay := ""
+	if c.DrainDelay > 0 {
+		delay = fmt.Sprintf("drain-delay %s plus ", c.DrainDelay)
+	}
 	return []Finding{{
-		Problem: fmt.Sprintf("TimeoutStopSec=%s of %s is shorter than graceful-timeout %s plus timeout-grace %s plus %s for baton itself: systemd may SIGKILL the pool mid-drain",
-			s.TimeoutStop, s.Unit, config.FormatDuration(c.GracefulTimeout), c.TimeoutGrace, stopMargin),
+		Problem: fmt.Sprintf("TimeoutStopSec=%s of %s is shorter than %sgraceful-timeout %s plus timeout-grace %s plus %s for baton itself: systemd may SIGKILL the pool mid-drain",
+			s.TimeoutStop, s.Unit, delay, config.FormatDuration(c.GracefulTimeout), c.TimeoutGrace, stopMargin),
 		Fix: fmt.Sprintf("TimeoutStopSec=%s", need.Round(time.Second)),
 	}}
 }

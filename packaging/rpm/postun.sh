@@ -1,6 +1,9 @@
 # baton %postun: on upgrade ($1 >= 1), reload running instances, which
 # execute the new baton in place (same main pid) and roll their workers;
-# on removal ($1 = 0), forget the units and drop the instances' state.
+# on erase ($1 = 0), forget the units. The instances' state
+# (/var/lib/private/baton, the StateDirectory= of the DynamicUser=
+# service) is kept, as rpm keeps data on erase: the deb drops it only on
+# purge, which rpm has no counterpart of. Remove it by hand if unwanted.
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || :
 	if [ "$1" -ge 1 ]; then
@@ -9,7 +12,4 @@ if [ -d /run/systemd/system ]; then
 				echo "baton: reloading $unit failed; it goes on with the previous baton" >&2
 		done
 	fi
-fi
-if [ "$1" -eq 0 ]; then
-	rm -rf /var/lib/private/baton /var/lib/baton
 fi
