@@ -11,9 +11,9 @@
 //   - a full reload of the N workers with surge 1 and with a larger surge
 //     (100 by default), timed by `systemctl reload` (baton reload --wait),
 //     with a light fixed-rate load running that counts failed requests;
-//   - reloaded (surge 1) into every worker sending WATCHDOG=1 three
-//     times a second (watchdog-timeout = "1s"; the example pings at a
-//     third of WATCHDOG_USEC): the reload, baton's CPU, and how many
+//   - reloaded (surge 1) into every worker sending WATCHDOG=1 twice a
+//     second (watchdog-timeout = "1s"; the example, on package serve,
+//     pings at half WATCHDOG_USEC): the reload, baton's CPU, and how many
 //     workers missed the watchdog (each one is killed and replaced);
 //   - the time `systemctl stop` takes.
 //
