@@ -45,7 +45,7 @@ func main() {
 	flag.StringVar(&sys, "systems", "", "comma-separated systems (default all): "+strings.Join(systemIDs(), ","))
 	flag.StringVar(&trig, "triggers", "", "comma-separated triggers (default all): "+joinTriggers(triggers))
 	flag.StringVar(&ka, "keepalive", "on,off", "keep-alive settings to run: on, off or both")
-	flag.StringVar(&o.csvDir, "csv", "", "directory to write each row's requests to, one CSV per row")
+	flag.StringVar(&o.csvDir, "csv", "", "directory to write each row's requests (a CSV) and its server's log to")
 	flag.Parse()
 	var err error
 	if o.systems, o.triggers, o.keepAlive, err = parseSelection(sys, trig, ka); err != nil {

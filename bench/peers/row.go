@@ -41,9 +41,15 @@ func (e *env) row(s *system, t trigger, keepAlive bool) row {
 	}
 	e.drive(r, &out)
 	if e.opts.csvDir != "" {
-		name := fmt.Sprintf("%s-%s-keepalive-%s.csv", s.id, t, onOff(keepAlive))
-		if err := out.res.SaveCSV(filepath.Join(e.opts.csvDir, name)); err != nil {
+		name := fmt.Sprintf("%s-%s-keepalive-%s", s.id, t, onOff(keepAlive))
+		if err := out.res.SaveCSV(filepath.Join(e.opts.csvDir, name+".csv")); err != nil {
 			out.errs = append(out.errs, err.Error())
+		}
+		// The server's own log, to see what it did meanwhile.
+		if b, err := os.ReadFile(filepath.Join(e.dir, r.unit+".log")); err == nil {
+			if err := os.WriteFile(filepath.Join(e.opts.csvDir, name+".log"), b, 0o644); err != nil {
+				out.errs = append(out.errs, err.Error())
+			}
 		}
 	}
 	return out
