@@ -27,11 +27,13 @@
 // (apps/hello-mode.sh reads it for the Go app) decides what the next boot
 // does.
 //
-// For each row: failed requests by kind, requests, p99, and the worst
+// Each row's server is warmed up until every worker has answered. For
+// each row: failed requests by kind, requests, p99 and max, and the worst
 // latency of the requests that started while the trigger ran or in the
 // second after it, also as a ratio to the p99 of the requests of the same
-// run before its first trigger (its steady p99); the requests answered in the run's last second show
-// whether the server still serves; the load average when the row ran.
+// run that ended before its first trigger (its steady p99); the requests
+// answered in the run's last second show whether the server still serves;
+// the load average when the row ran.
 //
 //	go run ./bench/peers [-duration 12s] [-events 2] [-systems gunicorn,baton-go] [-triggers reload,kill9] [-keepalive on,off] [-csv DIR]
 //

@@ -18,7 +18,7 @@ type row struct {
 	load string
 	res  *load.Result
 	sum  load.Summary
-	// steady is the run before the first trigger.
+	// steady is the requests that ended before the first trigger.
 	steady load.Summary
 	// events are the triggers' spans; windows run to a second after each.
 	events, windows []load.Window

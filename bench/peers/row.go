@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/batonhq/baton/bench/host"
@@ -89,17 +90,53 @@ func (e *env) start(r *rowRun) error {
 		return fmt.Errorf("%w\n%s", err, e.tail(r))
 	}
 	// Type=notify units are ready when systemctl returns, but gunicorn
-	// and puma say READY=1 before their workers have loaded the app: wait
-	// for an answer, then warm up for a second.
+	// and puma say READY=1 before their workers have loaded the app:
+	// warm up until every worker has answered (each answer names its
+	// pid) and a whole second of load went through without a failure.
 	url := r.url(r.sys.path)
-	if err := e.waitFor(60*time.Second, "answer from "+url, func() bool {
-		res, err := load.Run(e.ctx, load.Options{URL: url, Requests: 1, Timeout: 2 * time.Second})
-		return err == nil && res.Summary().OK == 1
+	want := e.opts.workers
+	if r.sys.id == "go" {
+		want = 1
+	}
+	seen := map[string]bool{}
+	if err := e.waitFor(60*time.Second, fmt.Sprintf("answers from %d workers at %s", want, url), func() bool {
+		res, err := load.Run(e.ctx, load.Options{URL: url, Clients: e.opts.clients, Duration: time.Second, KeepAlive: r.keepAlive, BodyLine: true, Timeout: 2 * time.Second})
+		if err != nil {
+			return false
+		}
+		for _, x := range res.Records {
+			if pid := pidOf(x.Line); x.Kind == load.OK && pid != "" {
+				seen[pid] = true
+			}
+		}
+		return len(seen) >= want && res.Summary().Failed == 0 && res.Summary().OK > 0
 	}); err != nil {
 		return fmt.Errorf("%w\n%s", err, e.tail(r))
 	}
-	_, err = load.Run(e.ctx, load.Options{URL: url, Clients: e.opts.clients, Duration: time.Second, KeepAlive: r.keepAlive})
-	return err
+	return nil
+}
+
+// pidOf is the pid an answer names ("... pid 4711"), "" when none.
+func pidOf(line string) string {
+	f := strings.Fields(line)
+	for i := len(f) - 2; i >= 0; i-- {
+		if f[i] == "pid" {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// before is the requests that ended before t: the run undisturbed by a
+// trigger at t (a request in flight when it began is not).
+func before(res *load.Result, t time.Time) *load.Result {
+	out := &load.Result{Begin: res.Begin, End: t}
+	for _, x := range res.Records {
+		if x.Start.Add(x.Latency).Before(t) {
+			out.Records = append(out.Records, x)
+		}
+	}
+	return out
 }
 
 func (r *rowRun) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", r.port, path) }
@@ -155,7 +192,7 @@ func (e *env) drive(r *rowRun, out *row) {
 	// Steady is before the first trigger: what a trigger leaves behind
 	// can last longer than the second after it (a server that died).
 	if len(out.events) > 0 {
-		out.steady = out.res.Within(load.Window{From: out.res.Begin, To: out.events[0].From}).Summary()
+		out.steady = before(out.res, out.events[0].From).Summary()
 	}
 	out.lastSecond = out.res.Within(load.Window{From: out.res.End.Add(-time.Second), To: out.res.End}).Summary().OK
 }
