@@ -2,9 +2,11 @@ package load
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,6 +258,19 @@ func (r *Result) WriteCSV(w io.Writer) error {
 		return fmt.Errorf("write csv: %w", err)
 	}
 	return nil
+}
+
+// SaveCSV writes the records as WriteCSV does, to a file it creates at
+// path.
+func (r *Result) SaveCSV(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteCSV(f); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	return f.Close()
 }
 
 // Round formats a duration for a report.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
@@ -64,6 +65,10 @@ type Reload struct {
 }
 
 func run(ctx context.Context, o options) ([]Result, error) {
+	// systemd's notify queue length, as on a machine systemd booted.
+	if _, err := host.Prepare(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	if err != nil {
 		return nil, err
@@ -138,23 +143,11 @@ func loadRun(ctx context.Context, mgr *systemdtest.Manager, url string, o option
 		r.Reloads[i].Failed = failed[i]
 	}
 	if o.csvDir != "" {
-		if err := writeCSV(filepath.Join(o.csvDir, fmt.Sprintf("keepalive-%s.csv", onOff(keepAlive))), res); err != nil {
+		if err := res.SaveCSV(filepath.Join(o.csvDir, fmt.Sprintf("keepalive-%s.csv", onOff(keepAlive)))); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
-}
-
-func writeCSV(path string, r *load.Result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := r.WriteCSV(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func onOff(b bool) string {
@@ -169,7 +162,7 @@ func report(w io.Writer, o options, results []Result) {
 	if o.rate > 0 {
 		mode = fmt.Sprintf("%g req/s", o.rate)
 	}
-	fmt.Fprintf(w, "baton reload benchmark: %d workers, %d clients, %s, %s per run, %d reloads per run, GET %s\n\n", o.workers, o.concurrency, mode, o.duration, o.reloads, o.path)
+	fmt.Fprintf(w, "baton reload benchmark: %d workers, %d clients, %s, %s per run, %d reloads per run, GET %s; %s\n\n", o.workers, o.concurrency, mode, o.duration, o.reloads, o.path, host.Describe())
 	fmt.Fprint(w, "| keep-alive | requests | req/s | failed |")
 	for _, k := range load.Kinds {
 		fmt.Fprintf(w, " %s |", k)

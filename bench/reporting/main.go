@@ -21,6 +21,10 @@ type options struct {
 	path            string
 	batonScoreboard bool
 	calibrate       bool
+	// rate, when positive, loads each pool at that many requests per
+	// second instead of a closed loop.
+	rate   float64
+	csvDir string
 }
 
 func main() {
@@ -31,9 +35,17 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 32, "keep-alive client connections per pool")
 	flag.IntVar(&o.workers, "workers", 4, "example workers per pool")
 	flag.StringVar(&o.path, "path", "/", "request path")
-	flag.BoolVar(&o.batonScoreboard, "baton-scoreboard", false, "also run the example under baton reporting through the scoreboard baton passes (needs the supervisor side wired)")
+	flag.BoolVar(&o.batonScoreboard, "baton-scoreboard", false, "require the case under baton reporting through the scoreboard baton passes (it runs anyway once baton passes scoreboards; this fails until then)")
 	flag.BoolVar(&o.calibrate, "calibrate", false, "also measure reporting off beside reporting off, to see the method's own spread")
+	flag.Float64Var(&o.rate, "rate", 0, "requests per second for each pool, open loop (0: closed loop, as fast as it goes)")
+	flag.StringVar(&o.csvDir, "csv", "", "directory to write every run's requests to, one CSV per pool and round")
 	flag.Parse()
+	if o.csvDir != "" {
+		if err := os.MkdirAll(o.csvDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
 	// Interrupted, the benchmark still stops the processes it started.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

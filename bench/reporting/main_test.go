@@ -23,14 +23,21 @@ func TestBenchmarkRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + out.String())
-	if len(res) != 2 {
-		t.Fatalf("%d cases measured, want datagrams under baton and the scoreboard under the harness", len(res))
+	pairs, _, err := reportsPairs(false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(pairs) || len(pairs) < 3 {
+		t.Fatalf("%d cases measured of %d, want datagrams under baton, the scoreboard under the harness (and under baton once it passes one) and baton beside the example alone", len(res), len(pairs))
 	}
 	for _, r := range res {
-		for _, s := range []load.Summary{r.on, r.off} {
+		for _, s := range []load.Summary{r.on, r.ref} {
 			if s.OK == 0 || s.Failed > 0 {
-				t.Errorf("%s: %d requests, %d failed (%s)", r.c.name, s.Requests, s.Failed, s.FailedKinds())
+				t.Errorf("%s beside %s: %d requests, %d failed (%s)", r.p.c.name, r.p.ref.name, s.Requests, s.Failed, s.FailedKinds())
 			}
+		}
+		if r.cpu <= 0 || r.refCPU <= 0 {
+			t.Errorf("%s beside %s: no CPU time measured", r.p.c.name, r.p.ref.name)
 		}
 	}
 }

@@ -5,82 +5,56 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
-	"github.com/batonhq/baton/scoreboard"
+	"github.com/batonhq/baton/bench/procstat"
 )
 
-// A reports case is one way of running the example: under baton, or under
-// a harness that plays baton's part in passing a scoreboard (until baton
-// passes one itself), with request reporting off, by datagram or through
-// the scoreboard.
-type reportsCase struct {
-	name    string
-	runner  string // "baton" or "harness"
-	reports string // BATON_REQUEST_REPORTS for the workers
-	board   bool   // the harness passes a scoreboard
-	// calibration: reporting off too, measured beside reporting off, to
-	// show what the method itself makes of two identical pools.
-	calibration bool
-}
-
-// slug names the case's files.
-func (c reportsCase) slug() string {
-	if c.calibration {
-		return c.runner + "-" + c.reports + "-again"
-	}
-	return c.runner + "-" + c.reports
-}
-
-func reportsCases(batonScoreboard, calibrate bool) []reportsCase {
-	cs := []reportsCase{
-		{name: "baton, reporting off", runner: "baton", reports: "off"},
-		{name: "baton, datagrams", runner: "baton", reports: "notify"},
-	}
-	if batonScoreboard {
-		cs = append(cs, reportsCase{name: "baton, scoreboard", runner: "baton", reports: "scoreboard"})
-	}
-	cs = append(cs,
-		reportsCase{name: "harness, reporting off", runner: "harness", reports: "off"},
-		reportsCase{name: "harness, scoreboard", runner: "harness", reports: "scoreboard", board: true},
-	)
-	if calibrate {
-		cs = append(cs, reportsCase{name: "harness, reporting off again (A/A)", runner: "harness", reports: "off", calibration: true})
-	}
-	return cs
-}
-
-// pool is the example running under one case, until stopped.
-type pool struct {
-	addr string
-	stop func() error
-}
-
-// runReports measures every case in rounds, interleaved so that drift on a
-// shared machine touches all of them alike, and reports each case's
-// median throughput against reporting off under the same runner.
-// reportsResult is one reporting case's numbers, beside reporting off.
+// reportsResult is one case's numbers, beside its reference's.
 type reportsResult struct {
-	c                       reportsCase
-	perSecond, offPerSecond float64 // medians over the rounds
-	on, off                 load.Summary
+	p pair
+	// perSecond and refPerSecond are the medians over the rounds.
+	perSecond, refPerSecond float64
+	// cpu and refCPU are the medians over the rounds of the CPU time the
+	// pools' processes spent per request answered.
+	cpu, refCPU time.Duration
+	on, ref     load.Summary
 }
 
-// runReports measures each reporting case against reporting off under the
-// same runner, both pools at once, each with its own clients: they share
-// the machine at the same moments, so what another process on a shared
-// machine takes, it takes from both, and the ratio of their throughputs is
-// what reporting costs. Rounds repeat that; the median ratio is reported.
+// measured is one pool's run: its requests and the CPU its processes spent.
+type measured struct {
+	res *load.Result
+	cpu time.Duration
+}
+
+func (m measured) cpuPerRequest() time.Duration {
+	if ok := m.res.Summary().OK; ok > 0 {
+		return m.cpu / time.Duration(ok)
+	}
+	return 0
+}
+
+// runReports measures each case beside its reference, both pools at once,
+// each with its own clients: they share the machine at the same moments,
+// so what another process on a shared machine takes, it takes from both,
+// and the ratio of their throughputs (closed loop) or of their CPU per
+// request (fixed rate) is what the case costs. Rounds repeat that; the
+// median ratio is reported.
 func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult, error) {
+	note, err := host.Prepare()
+	if err != nil {
+		return nil, err
+	}
+	pairs, skipped, err := reportsPairs(o.batonScoreboard, o.calibrate)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "baton-bench-reporting-")
 	if err != nil {
 		return nil, err
@@ -89,64 +63,118 @@ func runReports(ctx context.Context, o options, out io.Writer) ([]reportsResult,
 	if err := build(dir); err != nil {
 		return nil, err
 	}
-	cases := reportsCases(o.batonScoreboard, o.calibrate)
-	// pairs: each reporting case with its runner's reporting-off case.
-	var pairs [][2]int
-	for i, c := range cases {
-		for j, b := range cases {
-			if b.runner == c.runner && b.reports == "off" && !b.calibration && (c.reports != "off" || c.calibration) {
-				pairs = append(pairs, [2]int{j, i})
-			}
-		}
-	}
-	// rates[p][0] are pair p's reporting-off rates, [1] its reporting ones;
-	// results[p] all of their records.
-	rates := make([][2][]float64, len(pairs))
-	results := make([][2]*load.Result, len(pairs))
+	// runs[p][round][0] is pair p's reference, [1] its case.
+	runs := make([][][2]measured, len(pairs))
 	for round := range o.rounds {
 		for p, pr := range pairs {
-			got, err := measureTogether(ctx, dir, o, cases[pr[0]], cases[pr[1]])
+			got, err := measureTogether(ctx, dir, o, pr.ref, pr.c)
 			if err != nil {
 				return nil, err
 			}
-			for k := range pr {
-				rates[p][k] = append(rates[p][k], got[k].Summary().PerSecond)
-				if results[p][k] == nil {
-					results[p][k] = &load.Result{}
+			runs[p] = append(runs[p], got)
+			fmt.Fprintf(os.Stderr, "round %d: %s %.0f req/s (%s per request), %s %.0f req/s (%s per request)\n", round+1,
+				pr.ref.name, got[0].res.Summary().PerSecond, got[0].cpuPerRequest(), pr.c.name, got[1].res.Summary().PerSecond, got[1].cpuPerRequest())
+			if o.csvDir != "" {
+				for k, c := range pr.cases() {
+					name := fmt.Sprintf("%s-beside-%s-round%d-%s.csv", pr.c.slug(), pr.ref.slug(), round+1, c.slug())
+					if err := got[k].res.SaveCSV(filepath.Join(o.csvDir, name)); err != nil {
+						return nil, err
+					}
 				}
-				results[p][k].Records = append(results[p][k].Records, got[k].Records...)
 			}
-			fmt.Fprintf(os.Stderr, "round %d: %s %.0f req/s, %s %.0f req/s\n", round+1, cases[pr[0]].name, rates[p][0][round], cases[pr[1]].name, rates[p][1][round])
 		}
 	}
-	fmt.Fprintf(out, "request reporting: each case beside reporting off under the same runner, at once; %d workers and %d keep-alive clients each, GET %s, %d rounds of %s\n\n", o.workers, o.concurrency, o.path, o.rounds, o.duration)
-	fmt.Fprintln(out, "| case | req/s (median) | req/s, reporting off beside it (median) | on/off, each round | on vs off (median) | failed | p50 | p99 |")
-	fmt.Fprintln(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
-	var res []reportsResult
-	for p, pr := range pairs {
-		off, on := rates[p][0], rates[p][1]
-		var ratios []float64
-		var rs []string
-		for r := range on {
-			ratios = append(ratios, on[r]/off[r])
-			rs = append(rs, fmt.Sprintf("%.2f", on[r]/off[r]))
-		}
-		sOn, sOff := results[p][1].Summary(), results[p][0].Summary()
-		fmt.Fprintf(out, "| %s | %.0f | %.0f | %s | %+.1f%% | %d | %s | %s |\n", cases[pr[1]].name, median(on), median(off), strings.Join(rs, ", "), (median(ratios)-1)*100, sOn.Failed+sOff.Failed, load.Round(sOn.P50), load.Round(sOn.P99))
-		for k, s := range [2]load.Summary{sOff, sOn} {
-			if s.Failed > 0 {
-				fmt.Fprintf(out, "\n%s: %d failed (%s), first: %v\n", cases[pr[k]].name, s.Failed, s.FailedKinds(), results[p][k].Failures()[0])
+	mode := "closed loop, " + fmt.Sprint(o.concurrency) + " keep-alive clients each"
+	if o.rate > 0 {
+		mode = fmt.Sprintf("%g requests/s each over %d keep-alive connections", o.rate, o.concurrency)
+	}
+	hostLine := host.Describe()
+	if note != "" {
+		hostLine += " (" + note + ")"
+	}
+	fmt.Fprintf(out, "request reporting: each case beside its reference, at once; %d workers each, %s, GET %s, %d rounds of %s; %s\n\n", o.workers, mode, o.path, o.rounds, o.duration, hostLine)
+	res := summarise(pairs, runs)
+	if o.rate > 0 {
+		writeFixedRate(out, res)
+	} else {
+		writeClosedLoop(out, res, runs)
+	}
+	if skipped != "" {
+		fmt.Fprintf(out, "\n%s\n", skipped)
+	}
+	for _, r := range res {
+		for _, x := range []struct {
+			name string
+			s    load.Summary
+		}{{r.p.ref.name, r.ref}, {r.p.c.name, r.on}} {
+			if x.s.Failed > 0 {
+				fmt.Fprintf(out, "\n%s: %d failed (%s)\n", x.name, x.s.Failed, x.s.FailedKinds())
 			}
 		}
-		res = append(res, reportsResult{c: cases[pr[1]], perSecond: median(on), offPerSecond: median(off), on: sOn, off: sOff})
 	}
 	return res, nil
 }
 
+func (p pair) cases() [2]reportsCase { return [2]reportsCase{p.ref, p.c} }
+
+// summarise takes each pair's medians and all of its requests.
+func summarise(pairs []pair, runs [][][2]measured) []reportsResult {
+	var res []reportsResult
+	for p, pr := range pairs {
+		r := reportsResult{p: pr}
+		var rates, refRates []float64
+		var cpu, refCPU []float64
+		var on, ref load.Result
+		for _, got := range runs[p] {
+			refRates = append(refRates, got[0].res.Summary().PerSecond)
+			rates = append(rates, got[1].res.Summary().PerSecond)
+			refCPU = append(refCPU, float64(got[0].cpuPerRequest()))
+			cpu = append(cpu, float64(got[1].cpuPerRequest()))
+			ref.Records = append(ref.Records, got[0].res.Records...)
+			on.Records = append(on.Records, got[1].res.Records...)
+		}
+		r.perSecond, r.refPerSecond = median(rates), median(refRates)
+		r.cpu, r.refCPU = time.Duration(median(cpu)), time.Duration(median(refCPU))
+		r.on, r.ref = on.Summary(), ref.Summary()
+		res = append(res, r)
+	}
+	return res
+}
+
+func writeClosedLoop(out io.Writer, res []reportsResult, runs [][][2]measured) {
+	fmt.Fprintln(out, "| case | beside | req/s (median) | req/s beside it (median) | case/reference, each round | case vs reference (median) | CPU per request, case | CPU per request, beside | failed | p50 | p99 |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for p, r := range res {
+		var ratios []float64
+		var rs []string
+		for _, got := range runs[p] {
+			x := got[1].res.Summary().PerSecond / got[0].res.Summary().PerSecond
+			ratios = append(ratios, x)
+			rs = append(rs, fmt.Sprintf("%.2f", x))
+		}
+		fmt.Fprintf(out, "| %s | %s | %.0f | %.0f | %s | %+.1f%% | %s | %s | %d | %s | %s |\n", r.p.c.name, r.p.ref.name, r.perSecond, r.refPerSecond,
+			strings.Join(rs, ", "), (median(ratios)-1)*100, load.Round(r.cpu), load.Round(r.refCPU), r.on.Failed+r.ref.Failed, load.Round(r.on.P50), load.Round(r.on.P99))
+	}
+}
+
+func writeFixedRate(out io.Writer, res []reportsResult) {
+	fmt.Fprintln(out, "| case | beside | p50 | p99 | p50 beside | p99 beside | CPU per request, case | CPU per request, beside | case vs reference, CPU per request | failed | missed |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range res {
+		vs := "-"
+		if r.refCPU > 0 {
+			vs = fmt.Sprintf("%+.1f%%", (float64(r.cpu)/float64(r.refCPU)-1)*100)
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", r.p.c.name, r.p.ref.name, load.Round(r.on.P50), load.Round(r.on.P99),
+			load.Round(r.ref.P50), load.Round(r.ref.P99), load.Round(r.cpu), load.Round(r.refCPU), vs, r.on.Failed+r.ref.Failed, r.on.Missed+r.ref.Missed)
+	}
+}
+
 // measureTogether runs two cases' pools at once, loads both with their
-// own clients, and returns each one's records.
-func measureTogether(ctx context.Context, dir string, o options, a, b reportsCase) ([2]*load.Result, error) {
-	var res [2]*load.Result
+// own clients, and returns each one's records and the CPU its processes
+// spent in the measured run (the warm-up not counted).
+func measureTogether(ctx context.Context, dir string, o options, a, b reportsCase) ([2]measured, error) {
+	var res [2]measured
 	var pools [2]*pool
 	stopAll := func() error {
 		var errs []error
@@ -168,7 +196,7 @@ func measureTogether(ctx context.Context, dir string, o options, a, b reportsCas
 		var out [2]*load.Result
 		var ls [2]*load.Load
 		for k, p := range pools {
-			l, err := load.Start(ctx, load.Options{URL: "http://" + p.addr + o.path, Clients: o.concurrency, KeepAlive: true, Duration: d})
+			l, err := load.Start(ctx, load.Options{URL: "http://" + p.addr + o.path, Clients: o.concurrency, Rate: o.rate, KeepAlive: true, Duration: d})
 			if err != nil {
 				for _, l := range ls[:k] {
 					l.Stop()
@@ -185,203 +213,35 @@ func measureTogether(ctx context.Context, dir string, o options, a, b reportsCas
 	if _, err := run(o.warmup); err != nil {
 		return res, errors.Join(err, stopAll())
 	}
-	res, err := run(o.duration)
+	var before [2]map[int]procstat.Sample
+	var pids [2][]int
+	for k, p := range pools {
+		pids[k] = p.pids()
+		before[k] = sample(pids[k])
+	}
+	got, err := run(o.duration)
+	for k := range pools {
+		after := sample(pids[k])
+		for pid, s := range after {
+			if b, ok := before[k][pid]; ok {
+				res[k].cpu += s.CPU - b.CPU
+			}
+		}
+		res[k].res = got[k]
+	}
 	return res, errors.Join(err, stopAll())
 }
 
-func startPool(dir string, c reportsCase, workers int) (*pool, error) {
-	if c.runner == "baton" {
-		return startBaton(dir, c, workers)
-	}
-	return startHarness(dir, c, workers)
-}
-
-// notifySocket is a manager's end of NOTIFY_SOCKET: it counts READY=1
-// and discards the rest (request datagrams included) as fast as they come.
-type notifySocket struct {
-	path  string
-	conn  *net.UnixConn
-	ready chan struct{}
-	done  chan struct{}
-}
-
-func newNotifySocket(dir, name string) (*notifySocket, error) {
-	path := filepath.Join(dir, name)
-	_ = os.Remove(path)
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return nil, err
-	}
-	// Datagrams at request rate: a deep queue keeps senders from blocking
-	// on this reader's scheduling.
-	_ = c.SetReadBuffer(4 << 20)
-	n := &notifySocket{path: path, conn: c, ready: make(chan struct{}, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(n.done)
-		buf := make([]byte, 4096)
-		for {
-			k, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(buf[:k]), "\n") {
-				if line == "READY=1" {
-					n.ready <- struct{}{}
-				}
-			}
-		}
-	}()
-	return n, nil
-}
-
-func (n *notifySocket) waitReady(k int, within time.Duration) error {
-	deadline := time.After(within)
-	for range k {
-		select {
-		case <-n.ready:
-		case <-deadline:
-			return fmt.Errorf("not READY=1 within %s", within)
+// sample reads the processes that are there; the pools' processes live
+// through a run, so one missing only loses its share.
+func sample(pids []int) map[int]procstat.Sample {
+	out := map[int]procstat.Sample{}
+	for _, pid := range pids {
+		if s, err := procstat.Read(pid); err == nil {
+			out[pid] = s
 		}
 	}
-	return nil
-}
-
-func (n *notifySocket) close() { n.conn.Close(); <-n.done; os.Remove(n.path) }
-
-// startBaton runs `baton run` with the example, binding the socket itself.
-// baton's request clock is on (an hour, never reached) whenever requests
-// are reported, as in production.
-func startBaton(dir string, c reportsCase, workers int) (*pool, error) {
-	port, err := load.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := newNotifySocket(dir, c.slug()+"-notify.sock")
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"run", "-w", strconv.Itoa(workers), "-b", fmt.Sprintf("web=tcp://127.0.0.1:%d", port), "--control", filepath.Join(dir, c.slug()+"-control.sock"), "--log-level", "warning"}
-	if c.reports != "off" {
-		args = append(args, "--request-timeout", "1h")
-	}
-	args = append(args, "--", filepath.Join(dir, "hello"))
-	cmd := exec.Command(filepath.Join(dir, "baton"), args...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "BATON_REQUEST_REPORTS="+c.reports)
-	logf, err := os.Create(filepath.Join(dir, c.slug()+".log"))
-	if err != nil {
-		ns.close()
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		ns.close()
-		logf.Close()
-		return nil, err
-	}
-	stop := func() error {
-		defer ns.close()
-		defer logf.Close()
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			return err
-		}
-		return cmd.Wait()
-	}
-	if err := ns.waitReady(1, 60*time.Second); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		b, _ := os.ReadFile(logf.Name())
-		ns.close()
-		logf.Close()
-		return nil, fmt.Errorf("baton: %w\n%s", err, b)
-	}
-	return &pool{addr: fmt.Sprintf("127.0.0.1:%d", port), stop: stop}, nil
-}
-
-// startHarness plays baton's part with no supervision at all: it binds the
-// socket, creates a scoreboard per worker when the case has one, starts
-// the workers as baton would (sockets from fd 3, LISTEN_PID their own pid,
-// the board right after, BATON_SCOREBOARD_FD), and reads every board's
-// oldest request every 10ms, as baton's clock would.
-func startHarness(dir string, c reportsCase, workers int) (*pool, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	lf, err := l.(*net.TCPListener).File()
-	addr := l.Addr().String()
-	l.Close()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := newNotifySocket(dir, c.slug()+"-notify.sock")
-	if err != nil {
-		lf.Close()
-		return nil, err
-	}
-	var cmds []*exec.Cmd
-	var boards []*scoreboard.Board
-	cleanup := func() error {
-		var errs []error
-		for _, cmd := range cmds {
-			errs = append(errs, cmd.Process.Signal(syscall.SIGTERM))
-		}
-		for _, cmd := range cmds {
-			errs = append(errs, cmd.Wait())
-		}
-		for _, b := range boards {
-			errs = append(errs, b.Close())
-		}
-		ns.close()
-		errs = append(errs, lf.Close())
-		return errors.Join(errs...)
-	}
-	for i := 1; i <= workers; i++ {
-		cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, filepath.Join(dir, "hello"))
-		cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET="+ns.path,
-			"BATON_WORKER="+strconv.Itoa(i), "BATON_GENERATION=1", "BATON_REQUEST_REPORTS="+c.reports)
-		cmd.ExtraFiles = []*os.File{lf}
-		if c.board {
-			b, err := scoreboard.Create(scoreboard.DefaultSlots)
-			if err != nil {
-				return nil, errors.Join(err, cleanup())
-			}
-			boards = append(boards, b)
-			cmd.ExtraFiles = append(cmd.ExtraFiles, b.File())
-			cmd.Env = append(cmd.Env, scoreboard.EnvFD+"=4")
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, errors.Join(err, cleanup())
-		}
-		cmds = append(cmds, cmd)
-	}
-	if err := ns.waitReady(workers, 60*time.Second); err != nil {
-		return nil, errors.Join(fmt.Errorf("harness: %w", err), cleanup())
-	}
-	for _, b := range boards {
-		if b.Writer() == 0 {
-			return nil, errors.Join(errors.New("harness: a worker did not attach to its scoreboard"), cleanup())
-		}
-	}
-	quit, read := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(read)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				for _, b := range boards {
-					if r, ok := b.Oldest(); ok && time.Since(r.Start) > time.Minute {
-						fmt.Fprintf(os.Stderr, "harness: a request running for %s: %s\n", time.Since(r.Start), r.Label)
-					}
-				}
-			}
-		}
-	}()
-	return &pool{addr: addr, stop: func() error { close(quit); <-read; return cleanup() }}, nil
+	return out
 }
 
 func median(xs []float64) float64 {

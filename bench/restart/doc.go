@@ -12,10 +12,11 @@
 //
 // and prints requests, failed requests by kind, the failures nearest each
 // event and the worst latency around each (during it or the second after),
-// also as a ratio to the p99 of the rest of the run. Under baton the example's request reporting is off
-// (HELLO_REPORT_REQUESTS=0), so both run the same code per request.
+// also as a ratio to the p99 of the rest of the run. Under baton the
+// example's request reporting is off (HELLO_REPORT_REQUESTS=0), so both run
+// the same code per request. -csv DIR keeps every request.
 //
-//	go run ./bench/restart -duration 10s -concurrency 16
+//	go run ./bench/restart -duration 10s -concurrency 16 [-csv DIR]
 //
 // Results are in docs/benchmarks.md.
 package main

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/bench/host"
 	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/systemdtest"
 )
@@ -19,6 +20,7 @@ type options struct {
 	duration    time.Duration
 	concurrency int
 	workers     int
+	csvDir      string
 }
 
 func main() {
@@ -26,7 +28,14 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each run")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent clients")
 	flag.IntVar(&o.workers, "workers", 4, "baton workers")
+	flag.StringVar(&o.csvDir, "csv", "", "directory to write each scenario's requests to (baton.csv, plain.csv)")
 	flag.Parse()
+	if o.csvDir != "" {
+		if err := os.MkdirAll(o.csvDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
 	rows, err := run(context.Background(), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -56,6 +65,10 @@ type env struct {
 }
 
 func run(ctx context.Context, o options) ([]row, error) {
+	// systemd's notify queue length, as on a machine systemd booted.
+	if _, err := host.Prepare(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	if err != nil {
 		return nil, err
@@ -86,7 +99,7 @@ func run(ctx context.Context, o options) ([]row, error) {
 }
 
 func report(out io.Writer, o options, rows []row) {
-	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /\n\n", o.concurrency, o.duration)
+	fmt.Fprintf(out, "restart benchmark: %d clients, fresh connection per request, %s per run, GET /; %s\n\n", o.concurrency, o.duration, host.Describe())
 	fmt.Fprint(out, "| service | events | requests | failed |")
 	for _, k := range load.Kinds {
 		fmt.Fprintf(out, " %s |", k)
@@ -117,7 +130,7 @@ func report(out io.Writer, o options, rows []row) {
 // drive runs load while acts run at even intervals, each one event. A
 // failure counts for the event it started nearest to; the worst latency of
 // an event is that of the requests started during it or the second after.
-func (e *env) drive(url string, name string, acts []func() error) (row, error) {
+func (e *env) drive(url, name, csvName string, acts []func() error) (row, error) {
 	l, err := load.Start(e.ctx, load.Options{URL: url, Clients: e.opts.concurrency})
 	if err != nil {
 		return row{}, err
@@ -139,6 +152,11 @@ func (e *env) drive(url string, name string, acts []func() error) (row, error) {
 	r.sum = r.res.Summary()
 	r.steady = r.res.Outside(r.windows...).Summary()
 	r.failedAround = r.res.FailedNearest(r.events)
+	if e.opts.csvDir != "" {
+		if err := r.res.SaveCSV(filepath.Join(e.opts.csvDir, csvName)); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
@@ -211,7 +229,7 @@ func batonScenario(e *env) (row, error) {
 		return nil
 	}
 	u := "bench-baton.service"
-	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "baton (restart x3, kill -9, upgrade)", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u), upgrade})
+	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "baton (restart x3, kill -9, upgrade)", "baton.csv", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u), upgrade})
 }
 
 func plainScenario(e *env) (row, error) {
@@ -227,7 +245,7 @@ func plainScenario(e *env) (row, error) {
 	}
 	defer e.mgr.Systemctl(e.ctx, "stop", "bench-plain.service")
 	u := "bench-plain.service"
-	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "plain, binds its own socket (restart x3, kill -9)", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u)})
+	return e.drive(fmt.Sprintf("http://127.0.0.1:%d/", port), "plain, binds its own socket (restart x3, kill -9)", "plain.csv", []func() error{e.restart(u), e.restart(u), e.restart(u), e.kill9(u)})
 }
 
 func ints(v []int) string {

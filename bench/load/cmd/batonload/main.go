@@ -44,15 +44,7 @@ func run(o load.Options, csvPath string, failures int, out io.Writer) (failed bo
 		return false, err
 	}
 	if csvPath != "" {
-		f, err := os.Create(csvPath)
-		if err != nil {
-			return false, err
-		}
-		if err := r.WriteCSV(f); err != nil {
-			f.Close()
-			return false, err
-		}
-		if err := f.Close(); err != nil {
+		if err := r.SaveCSV(csvPath); err != nil {
 			return false, err
 		}
 	}
