@@ -415,7 +415,11 @@ func (s *Supervisor) onExit(ev exitEvent) {
 			how += " (" + w.detail + ")"
 		}
 		s.log.WithFields(fields).Infof("worker %d of generation %d %s", w.slot, w.gen, how)
-		s.closeUnusedSockets()
+		// Only the last worker of a dropped socket set frees a socket; the
+		// check walks every worker, so not for each exit of a reload.
+		if len(s.notIn(w.sockets, s.sockets)) > 0 {
+			s.closeUnusedSockets()
+		}
 		return
 	case wasStopping && w.reason == StopSelf:
 		// Already left its slot when it said STOPPING=1.

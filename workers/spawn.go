@@ -115,6 +115,9 @@ func (p *procSpawner) Spawn(spec *spawnSpec) (process, error) {
 	h := &procHandle{cell: cell, onError: p.onError}
 	reported := make(chan struct{})
 	pid, pidfd, err := proc.Default().Start(spec.path, spec.argv, &syscall.ProcAttr{Env: env, Files: fds, Sys: sys}, func(e proc.Exit) {
+		if cell != nil {
+			cell.Reaped()
+		}
 		// The exec's outcome first, then the exit.
 		go func() {
 			select {
@@ -168,7 +171,13 @@ func (p *procSpawner) Adopt(id string, pid int, onExit func(unix.WaitStatus)) (p
 		}
 		h.cell = cell
 	}
-	proc.Default().Adopt(pid, func(e proc.Exit) { onExit(e.Status) })
+	cell := h.cell
+	proc.Default().Adopt(pid, func(e proc.Exit) {
+		if cell != nil {
+			cell.Reaped()
+		}
+		onExit(e.Status)
+	})
 	return h, nil
 }
 

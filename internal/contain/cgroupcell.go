@@ -118,6 +118,10 @@ func (c *cgroupCell) Started(pid int) {
 	}
 }
 
+// Reaped is a no-op: a cgroup holds what the worker left behind wherever it
+// was re-parented.
+func (c *cgroupCell) Reaped() {}
+
 func (c *cgroupCell) Kill() error {
 	if err := c.s.kill(c.dir); err != nil {
 		return fmt.Errorf("kill worker %s: %w", c.id, err)

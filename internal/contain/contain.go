@@ -115,6 +115,11 @@ type Cell interface {
 	Env() []string
 	// Started records the worker's pid once it was forked.
 	Started(pid int)
+	// Reaped records that the worker was reaped just now. Its children were
+	// re-parented to baton before that, so one look at baton's children
+	// taken after it finds them, for every worker reaped before the look:
+	// the kills of a hundred workers that exited together share one.
+	Reaped()
 	// Kill sends SIGKILL to the worker and everything it forked.
 	Kill() error
 	// Memory is the memory the worker and its descendants use, in bytes.

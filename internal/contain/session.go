@@ -33,7 +33,7 @@ type sessionStrategy struct {
 	mu    sync.Mutex
 	cells map[string]*sessionCell
 	byPID map[int]*sessionCell
-	// attributed caches orphansOf's attribution since attributedAt.
+	// attributed caches orphansOf's attribution, begun at attributedAt.
 	attributed   map[*sessionCell][]int
 	attributedAt time.Time
 }
@@ -195,12 +195,16 @@ func (s *sessionStrategy) Owner(pid int) (string, bool) {
 	return "", false
 }
 
-// orphansOf returns the orphans attributed to c. Attributing them costs a
-// look at every child of baton, workers included, so Memory, which runs
-// for every worker every poll, reuses one attribution for orphanTTL;
-// Kill and Close look afresh.
-func (s *sessionStrategy) orphansOf(c *sessionCell, fresh bool) []int {
-	if fresh || s.attributed == nil || time.Since(s.attributedAt) > orphanTTL {
+// orphansOf returns the orphans attributed to c by a look at baton's
+// children begun after notBefore. That look reads every child of baton,
+// workers included (300 µs with 1,000 of them), so it is shared: Memory,
+// which runs for every worker every poll, accepts one up to orphanTTL old;
+// the Kill and Close of a worker reaped at t accept any begun after t, so
+// that a reload's exits do not cost one look each (quadratic in workers).
+// An orphan of c that died since the look may have left children of its
+// own to baton: then c is looked at afresh. Call with s.mu held.
+func (s *sessionStrategy) orphansOf(c *sessionCell, notBefore time.Time) []int {
+	if s.attributed == nil || s.attributedAt.Before(notBefore) || !allAlive(s.attributed[c]) {
 		s.attributed = map[*sessionCell][]int{}
 		s.attributedAt = time.Now()
 		for _, o := range s.orphans() {
@@ -214,9 +218,31 @@ func (s *sessionStrategy) orphansOf(c *sessionCell, fresh bool) []int {
 	return s.attributed[c]
 }
 
+// allAlive reports whether every pid is a live process, not a zombie.
+func allAlive(pids []int) bool {
+	for _, p := range pids {
+		if st, err := procfs.ReadStat(p); err != nil || st.Zombie() {
+			return false
+		}
+	}
+	return true
+}
+
+// since is the moment after which c's orphans must be looked for: when its
+// worker was reaped, else now.
+func (s *sessionStrategy) since(c *sessionCell) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.reaped.IsZero() {
+		return c.reaped
+	}
+	return time.Now()
+}
+
 // members lists c's live processes: its worker (unless it exited), the
-// worker's tree, and the trees of the orphans attributed to c.
-func (s *sessionStrategy) members(c *sessionCell, fresh bool) []int {
+// worker's tree, and the trees of the orphans attributed to c by a look at
+// baton's children begun after notBefore.
+func (s *sessionStrategy) members(c *sessionCell, notBefore time.Time) []int {
 	s.mu.Lock()
 	var roots []int
 	if c.pid > 0 {
@@ -224,7 +250,7 @@ func (s *sessionStrategy) members(c *sessionCell, fresh bool) []int {
 			roots = append(roots, c.pid)
 		}
 	}
-	roots = append(roots, s.orphansOf(c, fresh)...)
+	roots = append(roots, s.orphansOf(c, notBefore)...)
 	s.mu.Unlock()
 	var out []int
 	for _, r := range roots {
@@ -239,13 +265,17 @@ func (s *sessionStrategy) members(c *sessionCell, fresh bool) []int {
 
 // kill stops c's processes until no new one appears (a stopped process
 // cannot fork), then SIGKILLs them all: the freezer's method, by signals.
+// One look at baton's children serves every pass: a process stopped in an
+// earlier pass cannot die and leave children to baton, and what it forked
+// before it stopped is in its tree.
 func (s *sessionStrategy) kill(c *sessionCell) error {
+	notBefore := s.since(c)
 	seen := map[int]bool{}
 	var all []int
 	var errs []error
 	for pass := 0; pass < 16; pass++ {
 		found := 0
-		for _, p := range s.members(c, true) {
+		for _, p := range s.members(c, notBefore) {
 			if seen[p] {
 				continue
 			}
@@ -311,9 +341,11 @@ func (s *sessionStrategy) Close() error { return nil }
 type sessionCell struct {
 	s  *sessionStrategy
 	id string
-	// pid and start (its start time) are guarded by s.mu.
-	pid   int
-	start uint64
+	// pid, start (its start time) and reaped (when the worker was reaped)
+	// are guarded by s.mu.
+	pid    int
+	start  uint64
+	reaped time.Time
 }
 
 func (c *sessionCell) ID() string { return c.id }
@@ -327,6 +359,12 @@ func (c *sessionCell) Env() []string { return []string{EnvID + "=" + c.id} }
 
 func (c *sessionCell) Started(pid int) { c.s.started(c, pid) }
 
+func (c *sessionCell) Reaped() {
+	c.s.mu.Lock()
+	c.reaped = time.Now()
+	c.s.mu.Unlock()
+}
+
 func (c *sessionCell) Kill() error { return c.s.kill(c) }
 
 // Memory sums the resident memory of the worker's processes. Pages shared
@@ -335,14 +373,14 @@ func (c *sessionCell) Kill() error { return c.s.kill(c) }
 // processes that escaped both session and ancestry without the worker's
 // EnvID do not count.
 func (c *sessionCell) Memory() (int64, error) {
-	return sumRSS(c.s.members(c, false), nil)
+	return sumRSS(c.s.members(c, time.Now().Add(-orphanTTL)), nil)
 }
 
 func (c *sessionCell) Close(ctx context.Context) error {
 	s := c.s
 	var err error
-	for {
-		left := s.members(c, true)
+	for notBefore := s.since(c); ; notBefore = time.Now() {
+		left := s.members(c, notBefore)
 		if len(left) == 0 {
 			break
 		}

@@ -21,7 +21,7 @@ import (
 // The process-group strategy makes its process a child subreaper, for good:
 // each scenario runs in a child process of the test binary.
 func TestProcessGroup(t *testing.T) {
-	for _, name := range []string{"setup", "kill", "orphan", "close", "session", "sweep"} {
+	for _, name := range []string{"setup", "kill", "orphan", "close", "session", "sweep", "shared"} {
 		t.Run(name, func(t *testing.T) {
 			testutil.CheckChildLeaks(t)
 			cmd := exec.Command(os.Args[0])
@@ -68,6 +68,7 @@ func runScenario(name string) int {
 		"close":   sc.close,
 		"session": sc.session,
 		"sweep":   sc.sweep,
+		"shared":  sc.shared,
 	}
 	run, ok := scenarios[name]
 	if !ok {
@@ -268,6 +269,55 @@ func (sc *scenario) sweep() {
 	sc.reapKilled("swept orphan", w.gc)
 	if err := c.Close(sc.ctx); err != nil {
 		sc.errorf("Close: %v", err)
+	}
+}
+
+// Workers reaped before one look at baton's children share it: killing
+// what a reload's exits left behind costs one look, not one per worker
+// (quadratic at 1,000 workers). A worker reaped after the look is looked
+// for afresh, and every leftover is killed either way.
+func (sc *scenario) shared() {
+	var cells []Cell
+	var ws []*worker
+	for _, id := range []string{"s1", "s2", "s3"} {
+		c, w := sc.start(id, "exit")
+		if c == nil {
+			return
+		}
+		cells, ws = append(cells, c), append(ws, w)
+	}
+	for _, i := range []int{0, 1} {
+		_ = ws[i].cmd.Wait()
+		cells[i].Reaped()
+	}
+	looks := func() time.Time {
+		sc.s.mu.Lock()
+		defer sc.s.mu.Unlock()
+		return sc.s.attributedAt
+	}
+	if err := cells[0].Kill(); err != nil {
+		sc.errorf("Kill s1: %v", err)
+	}
+	first := looks()
+	if err := cells[1].Kill(); err != nil {
+		sc.errorf("Kill s2: %v", err)
+	}
+	if got := looks(); !got.Equal(first) {
+		sc.errorf("the second worker reaped before the look looked again")
+	}
+	_ = ws[2].cmd.Wait()
+	cells[2].Reaped()
+	if err := cells[2].Kill(); err != nil {
+		sc.errorf("Kill s3: %v", err)
+	}
+	if got := looks(); !got.After(first) {
+		sc.errorf("a worker reaped after the look did not look again")
+	}
+	for i, w := range ws {
+		sc.reapKilled("leftover", w.gc)
+		if err := cells[i].Close(sc.ctx); err != nil {
+			sc.errorf("Close: %v", err)
+		}
 	}
 }
 

@@ -44,3 +44,31 @@ func TestStatChildrenGetenv(t *testing.T) {
 		t.Error("ReadStat of no process")
 	}
 }
+
+// BenchmarkChildren reads the children of a process with 1,000 of them, the
+// supervisor's design point: baton scans its own children on every worker
+// exit without a delegated cgroup.
+func BenchmarkChildren(b *testing.B) {
+	const n = 1000
+	var cmds []*exec.Cmd
+	b.Cleanup(func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	for range n {
+		c := exec.Command("/bin/sleep", "600")
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	b.ResetTimer()
+	for range b.N {
+		kids, err := Children(os.Getpid())
+		if err != nil || len(kids) < n {
+			b.Fatalf("Children = %d, %v", len(kids), err)
+		}
+	}
+}
