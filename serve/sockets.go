@@ -203,15 +203,24 @@ func (s *SocketSet) listener(i int) (net.Listener, error) {
 		return l, nil
 	}
 	k := s.sockets[i]
-	l, err := net.FileListener(k.File)
-	if err != nil {
-		return nil, fmt.Errorf("socket %q (fd %d): not a listening stream socket: %w", k.Name, listenFDsStart+i, err)
-	}
-	// FileListener made its own copy of the fd; one is enough.
-	// Keeping both would keep the socket listening after the listener is
-	// closed, and connections would queue where nobody accepts them.
-	if err := k.File.Close(); err != nil {
-		return nil, errors.Join(fmt.Errorf("socket %q: close fd %d: %w", k.Name, listenFDsStart+i, err), l.Close())
+	// Accept without waking every worker of the pool per connection;
+	// where the kernel cannot (no EPOLLEXCLUSIVE before Linux 4.5), as Go
+	// does. Either listener keeps its own copy of the fd and closes the
+	// passed one: keeping both would keep the socket listening after the
+	// listener is closed, and connections would queue where nobody
+	// accepts them.
+	var l net.Listener
+	if xl, xerr := newExclusiveListener(k.File); xerr == nil {
+		l = xl
+	} else {
+		fl, err := net.FileListener(k.File)
+		if err != nil {
+			return nil, fmt.Errorf("socket %q (fd %d): not a listening stream socket: %w", k.Name, listenFDsStart+i, err)
+		}
+		if err := k.File.Close(); err != nil {
+			return nil, errors.Join(fmt.Errorf("socket %q: close fd %d: %w", k.Name, listenFDsStart+i, err), fl.Close())
+		}
+		l = fl
 	}
 	s.sockets[i].File = nil
 	if s.listeners == nil {
