@@ -22,10 +22,23 @@ import (
 // socket is registered with EPOLLEXCLUSIVE, so the kernel wakes one
 // waiter (or a few) per connection. The connections it returns are
 // ordinary *net.TCPConn or *net.UnixConn, on Go's poller.
+//
+// The kernel wakes the first exclusive waiter in the socket's wait queue
+// that is idle in epoll_wait, so on its own EPOLLEXCLUSIVE hands every
+// connection of a light load to the same worker (the imbalance nginx
+// users know). After each connection it accepts, the listener moves its
+// wait entry to the tail of the queue (requeue), which spreads connections
+// round robin over the idle workers, as the herd did, without the herd.
 type exclusiveListener struct {
 	fd, epfd, evfd int
 	addr           net.Addr
 	deadline       atomic.Int64 // unix nanoseconds; 0: none
+
+	// regMu orders requeues of concurrent Accepts; registered says
+	// whether fd is in epfd's interest list (a failed requeue leaves it
+	// out until the next Accept puts it back).
+	regMu      sync.Mutex
+	registered bool
 
 	// mu is held for reading by Accept while it uses the fds and for
 	// writing by Close to release them, so no fd is closed under a waiter
@@ -66,8 +79,8 @@ func newExclusiveListener(f *os.File) (l *exclusiveListener, err error) {
 	if l.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	if err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.fd)}); err != nil {
-		return nil, fmt.Errorf("epoll_ctl listener: %w", err)
+	if err = l.register(); err != nil {
+		return nil, err
 	}
 	if err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.evfd)}); err != nil {
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
@@ -95,6 +108,43 @@ func sockaddrAddr(sa unix.Sockaddr) net.Addr {
 		return &net.UnixAddr{Name: a.Name, Net: "unix"}
 	}
 	return &net.UnixAddr{Name: "?", Net: "unix"}
+}
+
+// register puts the socket in the epoll's interest list, at the tail of
+// the socket's wait queue. The caller holds regMu or owns l alone. If a
+// connection is already queued, epoll_ctl marks it ready at once, so no
+// wake-up is lost while the socket was out of the list.
+func (l *exclusiveListener) register() error {
+	if l.registered {
+		return nil
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl add listener: %w", err)
+	}
+	l.registered = true
+	return nil
+}
+
+// requeue moves this listener to the tail of the socket's wait queue, so
+// the next connection wakes another idle worker first. EPOLL_CTL_MOD is
+// not allowed with EPOLLEXCLUSIVE; a delete and an add is the way.
+func (l *exclusiveListener) requeue() error {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	if l.registered {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.fd, nil); err != nil {
+			return fmt.Errorf("epoll_ctl del listener: %w", err)
+		}
+		l.registered = false
+	}
+	return l.register()
+}
+
+func (l *exclusiveListener) ensureRegistered() error {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	return l.register()
 }
 
 func (l *exclusiveListener) Addr() net.Addr { return l.addr }
@@ -152,11 +202,20 @@ func (l *exclusiveListener) Accept() (net.Conn, error) {
 			if err != nil {
 				return nil, l.opError(err)
 			}
+			// The connection is returned even if the requeue failed. A
+			// failed delete leaves the socket registered where it was (no
+			// rotation, nothing lost); a failed add leaves it out, and
+			// the next Accept registers it before it waits or reports
+			// that error.
+			_ = l.requeue()
 			return c, nil
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
 		default:
 			// EMFILE and the like: net/http backs off and calls again.
 			return nil, l.opError(os.NewSyscallError("accept4", err))
+		}
+		if err := l.ensureRegistered(); err != nil {
+			return nil, l.opError(err)
 		}
 		timeout := -1
 		if d := l.deadline.Load(); d != 0 {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,4 +120,94 @@ func TestExclusiveListener(t *testing.T) {
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("the socket still listens after every listener closed")
 	}
+}
+
+// Connections of a light load are spread over the workers that wait, not
+// all handed to the first one that registered: each listener moves itself
+// to the back of the socket's wait queue after it accepts.
+func TestExclusiveListenerSpreadsConnections(t *testing.T) {
+	f, addr := listenFile(t)
+	dup, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := dup.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup.Close()
+	var ls []*exclusiveListener
+	for _, f := range []*os.File{f, f2} {
+		l, err := newExclusiveListener(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	done := make(chan struct{})
+	for i, l := range ls {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte{byte('a' + i)})
+				c.Close()
+			}
+		}()
+	}
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+		<-done
+		<-done
+	}()
+	count := map[byte]int{}
+	for i := 0; i < 20; i++ {
+		// Both wait in epoll_wait before each connection, so which one
+		// takes it is the kernel's choice, not a race with the client.
+		deadline := time.Now().Add(10 * time.Second)
+		for !blockedOn(t, ls[0].epfd) || !blockedOn(t, ls[1].epfd) {
+			if time.Now().After(deadline) {
+				t.Fatal("the listeners never both waited in epoll_wait")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		count[b[0]]++
+	}
+	if count['a'] < 5 || count['b'] < 5 {
+		t.Errorf("20 connections split %d/%d between two idle listeners, want both at least 5", count['a'], count['b'])
+	}
+}
+
+// blockedOn says whether a thread of this process is blocked in a system
+// call whose first argument is fd (for an epoll fd, epoll_wait).
+func blockedOn(t *testing.T, fd int) bool {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "0x" + strconv.FormatInt(int64(fd), 16)
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+		if err != nil {
+			continue // the thread ended
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 && f[0] != "running" && f[1] == want {
+			return true
+		}
+	}
+	return false
 }
