@@ -390,13 +390,20 @@ func (s *Supervisor) rolloutFailed(cause error) {
 	s.startQueued()
 }
 
-// answer tells a rollout's waiters how it went, and systemd that the
-// reload is over.
+// answerReload tells systemd that the reload is over and how the pool
+// stands, then the rollout's waiters how it went, in that order: a
+// `systemctl reload` (or `baton reload --wait`) that returned is followed
+// by a `systemctl status` that shows the outcome, not the reload in
+// progress.
 func (s *Supervisor) answerReload(r *rollout, err error) {
-	for _, c := range r.waiters {
-		c <- err
-	}
+	s.publishNow()
 	s.endReload(r)
+	waiters := r.waiters
+	s.afterUpward(func() {
+		for _, c := range waiters {
+			c <- err
+		}
+	})
 }
 
 func (s *Supervisor) finishRollout(r *rollout) {

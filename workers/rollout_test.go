@@ -108,6 +108,10 @@ func TestReloadToBrokenCommandKeepsTheOldGeneration(t *testing.T) {
 		if !errors.Is(err, ErrReloadFailed) || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "; generation 1 keeps serving") {
 			t.Errorf("reload to %v: %v, want %q", tc.cfg.Command, err, tc.want)
 		}
+		// systemd heard the outcome before the caller did.
+		if st := p.up.lastStatus(); !strings.Contains(st, "last reload failed") {
+			t.Errorf("STATUS= when the failed reload returned: %q", st)
+		}
 		snap := p.waitFor("the failed generation gone", 20*time.Second, func(s Snapshot) bool { return len(s.Workers) == 2 && !s.Reloading })
 		if snap.Generation != 1 || snap.Ready != 2 {
 			t.Errorf("after failed reload: %+v", snap)
@@ -124,6 +128,9 @@ func TestReloadToBrokenCommandKeepsTheOldGeneration(t *testing.T) {
 	// A good reload after failed ones works and clears the failure.
 	if err := p.s.Reload(context.Background(), reloadCfg(t, &config.Config{Workers: 2}), nil, "test"); err != nil {
 		t.Fatal(err)
+	}
+	if st := p.up.lastStatus(); st != "2/2 workers ready, generation 5" {
+		t.Errorf("STATUS= when the good reload returned: %q", st)
 	}
 	snap, _ := p.s.Snapshot()
 	if strings.Contains(snap.Status, "failed") || snap.Generation != 5 {

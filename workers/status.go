@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/batonhq/baton/activation"
@@ -235,6 +236,40 @@ func (s *Supervisor) publish() {
 	s.nextStatus = now.Add(statusEvery)
 	s.sendUp("STATUS=" + line)
 }
+
+// publishNow sends STATUS= at once if the line changed, whatever the rate
+// limit: an outcome an operator waits for (a reload's) must not wait for
+// the next tick.
+func (s *Supervisor) publishNow() {
+	if !s.sentReady {
+		s.publish() // READY=1 comes first, with its own STATUS=
+		return
+	}
+	s.statusDirty = false
+	line := s.statusLine()
+	if line == s.lastStatus {
+		return
+	}
+	s.lastStatus = line
+	s.nextStatus = s.now().Add(statusEvery)
+	s.sendUp("STATUS=" + line)
+}
+
+// afterUpward runs f once everything queued for systemd so far was sent,
+// or after upwardWait if a manager that does not read holds the queue: an
+// answer is late then, never lost. f must not block and runs once.
+func (s *Supervisor) afterUpward(f func()) {
+	var once sync.Once
+	run := func() { once.Do(f) }
+	if s.sendUpHook == nil && s.upward != nil && s.upward.call(func() error { run(); return nil }) {
+		time.AfterFunc(upwardWait, run)
+		return
+	}
+	run() // sends are synchronous in tests, and a closed queue sends nothing
+}
+
+// upwardWait bounds how long an answer waits for systemd to hear first.
+const upwardWait = 2 * time.Second
 
 func (s *Supervisor) sendUp(state string) {
 	if s.sendUpHook != nil {

@@ -46,6 +46,20 @@ func (r *recorder) has(sub string) bool {
 	return false
 }
 
+// lastStatus is the last STATUS= sent, without its key.
+func (r *recorder) lastStatus() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.msgs) - 1; i >= 0; i-- {
+		for _, l := range strings.Split(r.msgs[i], "\n") {
+			if st, ok := strings.CutPrefix(l, "STATUS="); ok {
+				return st
+			}
+		}
+	}
+	return ""
+}
+
 type pool struct {
 	t      *testing.T
 	s      *Supervisor

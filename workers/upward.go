@@ -49,20 +49,21 @@ func isStatus(m string) bool    { return strings.HasPrefix(m, "STATUS=") && !str
 
 func (q *upwardQueue) send(m string) { q.push(upItem{msg: m}) }
 
-// call queues f, which talks to the manager, behind what is queued.
-func (q *upwardQueue) call(f func() error) { q.push(upItem{do: f}) }
+// call queues f, which talks to the manager, behind what is queued. It
+// says false, and f never runs, once the queue is closed.
+func (q *upwardQueue) call(f func() error) bool { return q.push(upItem{do: f}) }
 
-func (q *upwardQueue) push(it upItem) {
+func (q *upwardQueue) push(it upItem) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return
+		return false
 	}
 	if m := it.msg; it.do == nil && coalescable(m) {
 		for i, old := range q.msgs {
 			if old.do == nil && ((isStatus(m) && isStatus(old.msg)) || (m == "WATCHDOG=1" && old.msg == "WATCHDOG=1")) {
 				q.msgs[i] = it
-				return
+				return true
 			}
 		}
 	}
@@ -79,6 +80,7 @@ func (q *upwardQueue) push(it upItem) {
 	case q.kick <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (q *upwardQueue) run() {
