@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +24,9 @@ const roleEnv = "SERVE_TEST_ROLE"
 // child is the worker program: it takes its sockets by name, prints what
 // it found, then serves with Run until signalled.
 func child(role string) int {
+	if role == "orphan" {
+		return orphanChild()
+	}
 	set, err := Sockets()
 	if err != nil {
 		fmt.Println("sockets:", err)
@@ -187,5 +191,98 @@ func TestTakeSockets(t *testing.T) {
 		if len(set.All()) != 0 || lerr == nil || !strings.Contains(lerr.Error(), tc.none) {
 			t.Errorf("%s: %d sockets, %v, want %q", tc.name, len(set.All()), lerr, tc.none)
 		}
+	}
+}
+
+// orphanChild serves /slow, which says STATUS=entered and answers after
+// 500 ms, on the socket passed.
+func orphanChild() int {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := Notify("STATUS=entered"); err != nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+		fmt.Fprintln(w, "done")
+	})
+	if err := Run(context.Background(), Config{Handler: h}); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// A worker whose supervisor died as baton does under kill -9 with
+// ExitType=cgroup: its output pipe has no reader any more, and its
+// parent-death SIGTERM can arrive more than once. It still finishes the
+// request it holds and exits 0: its log lines fail with EPIPE instead of
+// killing it with SIGPIPE, and a repeated SIGTERM does not cut the drain
+// short.
+func TestOrphanedWorkerFinishesItsRequest(t *testing.T) {
+	testutil.CheckFDLeaks(t)
+	testutil.CheckChildLeaks(t)
+	m := newManager(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"=orphan", "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET="+m.path)
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(errors.Join(err, r.Close(), w.Close()))
+	}
+	w.Close()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	m.waitFor(t, "READY=1", 20*time.Second)
+	c := dial(t, addr)
+	type answer struct {
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		_, body, err := c.get("/slow")
+		got <- answer{body, err}
+	}()
+	m.waitFor(t, "STATUS=entered", 20*time.Second)
+	// The supervisor dies: nobody reads the worker's output any more.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A second SIGTERM once the drain runs (the kernel merges signals
+	// still pending, so the first must have been taken).
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	m.waitFor(t, "STOPPING=1", 20*time.Second)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-got:
+		if a.err != nil || a.body != "done\n" {
+			t.Errorf("the request in flight: %q, %v", a.body, a.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("worker: %v (want exit 0)", err)
 	}
 }

@@ -71,7 +71,8 @@ const cellCloseWait = 30 * time.Second
 
 // procSpawner forks workers through the process's reaper (internal/proc).
 type procSpawner struct {
-	contain Containment
+	contain      Containment
+	orphanSignal syscall.Signal // the workers' parent-death signal
 	// onError receives errors from releasing cells, which happens off the
 	// caller's goroutine.
 	onError func(error)
@@ -99,9 +100,11 @@ func (p *procSpawner) Spawn(spec *spawnSpec) (process, error) {
 		// Ctrl-C reaches baton only, and the process group is the
 		// fallback's unit of killing.
 		Setsid: true,
-		// A baton killed outside systemd leaves no orphans. Linux ties this
-		// to the forking thread, hence internal/proc's one fork thread.
-		Pdeathsig: syscall.SIGKILL,
+		// A baton killed outside systemd leaves no orphans, or under
+		// ExitType=cgroup, orphans that finish their requests. Linux ties
+		// this to the forking thread, hence internal/proc's one fork
+		// thread.
+		Pdeathsig: p.orphanSignal,
 	}
 	var cell contain.Cell
 	env := spec.env

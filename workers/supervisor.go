@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
@@ -74,6 +75,13 @@ type Options struct {
 	// Contain puts each worker in a cell of its own (internal/contain).
 	// Zero: process groups and sessions only.
 	Contain Containment
+	// OrphanSignal is the signal a worker gets when baton dies without
+	// stopping it, e.g. kill -9 (PR_SET_PDEATHSIG). Zero: SIGKILL, so
+	// nothing outlives a baton killed outside systemd. SIGTERM lets the
+	// workers finish the requests in flight first; cmd/baton sets it when
+	// systemd waits for them (ExitType=cgroup) and bounds them (its
+	// watchdog, or a stop).
+	OrphanSignal syscall.Signal
 
 	// spawner and now replace the process spawner and the clock in the
 	// package's own fast tests.
@@ -239,7 +247,11 @@ func New(o Options) (*Supervisor, error) {
 		lastGen:  1,
 	}
 	if s.spawner == nil {
-		s.spawner = &procSpawner{contain: o.Contain, onError: func(err error) { s.log.Warn(err) }}
+		orphan := o.OrphanSignal
+		if orphan == 0 {
+			orphan = syscall.SIGKILL
+		}
+		s.spawner = &procSpawner{contain: o.Contain, orphanSignal: orphan, onError: func(err error) { s.log.Warn(err) }}
 	}
 	if o.Upward != nil || o.Store != nil {
 		n := o.Upward

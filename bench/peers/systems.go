@@ -125,7 +125,7 @@ func goService(e *env, r *rowRun) string {
 }
 
 // batonService runs baton as its shipped unit does (units/baton@.service:
-// Type=notify, NotifyAccess=main, KillMode=mixed, ExecReload=baton reload
+// Type=notify, NotifyAccess=main, KillMode=mixed, ExitType=cgroup, ExecReload=baton reload
 // --wait, the fd store for the sockets it binds) with 4 workers of the
 // Python app under gunicorn (one arbiter with one sync worker each,
 // --preload so that READY=1 comes after the app loaded) or of the Go
@@ -146,7 +146,7 @@ func batonService(gunicorn bool) func(e *env, r *rowRun) string {
 		}
 		path := filepath.Join(r.dir, "baton.toml")
 		r.files[path] = cfg
-		return fmt.Sprintf("[Service]\nType=notify\nNotifyAccess=main\nKillMode=mixed\nFileDescriptorStoreMax=4\nRuntimeDirectory=%s\nEnvironment=HELLO_REPORT_REQUESTS=0 BATON_REQUEST_REPORTS=off\n%sExecStart=%s run -c %s\nExecReload=%s reload --wait\n",
+		return fmt.Sprintf("[Service]\nType=notify\nNotifyAccess=main\nKillMode=mixed\nExitType=cgroup\nFileDescriptorStoreMax=4\nRuntimeDirectory=%s\nEnvironment=HELLO_REPORT_REQUESTS=0 BATON_REQUEST_REPORTS=off\n%sExecStart=%s run -c %s\nExecReload=%s reload --wait\n",
 			r.unit, common(e, r), e.baton, path, e.baton)
 	}
 }

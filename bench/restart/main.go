@@ -201,7 +201,7 @@ func batonScenario(e *env) (row, error) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("command = [%q]\nworkers = %d\nsurge = 2\n\n[sockets.web]\nlisten = \"tcp://127.0.0.1:%d\"\nbacklog = 4096\n", filepath.Join(e.dir, "hello"), e.opts.workers, port)), 0o644); err != nil {
 		return row{}, err
 	}
-	if err := e.mgr.WriteUnit(e.ctx, "bench-baton.service", fmt.Sprintf("[Service]\nType=notify\nNotifyAccess=main\nKillMode=mixed\nFileDescriptorStoreMax=4\nRestart=on-failure\nRestartSec=100ms\nRuntimeDirectory=bench-baton\nEnvironment=HELLO_REPORT_REQUESTS=0\nStandardOutput=append:%s/baton.log\nStandardError=append:%s/baton.log\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n", e.dir, e.dir, bin, cfg, bin)); err != nil {
+	if err := e.mgr.WriteUnit(e.ctx, "bench-baton.service", fmt.Sprintf("[Service]\nType=notify\nNotifyAccess=main\nKillMode=mixed\nExitType=cgroup\nFileDescriptorStoreMax=4\nRestart=on-failure\nRestartSec=100ms\nRuntimeDirectory=bench-baton\nEnvironment=HELLO_REPORT_REQUESTS=0\nStandardOutput=append:%s/baton.log\nStandardError=append:%s/baton.log\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n", e.dir, e.dir, bin, cfg, bin)); err != nil {
 		return row{}, err
 	}
 	if _, err := e.mgr.Systemctl(e.ctx, "start", "bench-baton.service"); err != nil {

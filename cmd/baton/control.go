@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/activation"
@@ -31,6 +32,9 @@ type controlHandler struct {
 	workerControl atomic.Bool
 	contain       contain.Strategy
 	notes         *reloadNotifier
+	// orphanSignal is the workers' parent-death signal, handed on to the
+	// image an upgrade executes.
+	orphanSignal syscall.Signal
 }
 
 // Reload re-reads the config (the file, with the same flags on top) and

@@ -166,6 +166,7 @@ func runCommand(args []string) error {
 		log.Infof("systemd watchdog on baton: %s; sending WATCHDOG=1 while the pool is healthy", watchdog)
 	}
 
+	orphan := orphanSignal(unit, adopted, log)
 	cells, err := containment((unit != nil && unit.Delegate) || (adopted != nil && adopted.Cgroups), log)
 	if err != nil {
 		return errors.Join(err, sockets.Close())
@@ -178,7 +179,7 @@ func runCommand(args []string) error {
 
 	sup, err := workers.New(workers.Options{
 		Config: cfg, Sockets: sockets, RuntimeDir: runtimeDir, Upward: notifier, Store: store, Log: log, Watchdog: watchdog, Adopt: handoffOf(adopted),
-		OnOutput: workerOutput(log, cfg.Command[0]), Contain: cells,
+		OnOutput: workerOutput(log, cfg.Command[0]), Contain: cells, OrphanSignal: orphan,
 		// The BATON_* settings are baton's, not the workers'.
 		Env: flags.WithoutEnv(os.Environ()),
 	})
@@ -187,7 +188,7 @@ func runCommand(args []string) error {
 	}
 	// From here the supervisor owns the sockets.
 
-	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells, notes: notes}
+	handler := &controlHandler{sup: sup, flags: flags, args: fs.Args(), log: log, metricsSocket: cfg.MetricsSocket, up: up, contain: cells, notes: notes, orphanSignal: orphan}
 	handler.prepareLimits(cfg)
 	published := *controlPath == ""
 	if published {
@@ -353,6 +354,23 @@ func splitSocket(set activation.Set, name string) (activation.Set, *activation.S
 		rest = append(rest, s)
 	}
 	return rest, found
+}
+
+// orphanSignal chooses what a worker gets when baton dies without
+// stopping it (kill -9, a crash). Under ExitType=cgroup systemd waits for
+// the workers before it restarts baton, and its watchdog bounds them:
+// SIGTERM lets them finish the requests in flight. Everywhere else,
+// SIGKILL: under ExitType=main systemd kills them at once anyway, and
+// outside systemd nothing else would.
+func orphanSignal(unit *sdbus.Service, adopted *upgradeState, log logrus.FieldLogger) syscall.Signal {
+	if adopted != nil && adopted.OrphanSignal != 0 {
+		return syscall.Signal(adopted.OrphanSignal)
+	}
+	if unit != nil && unit.ExitType == "cgroup" {
+		log.Info("ExitType=cgroup: should baton die, its workers get SIGTERM, finish the requests in flight and exit; systemd restarts baton once they are gone")
+		return syscall.SIGTERM
+	}
+	return syscall.SIGKILL
 }
 
 // readOwnUnit reads baton's own unit from systemd over D-Bus; nil when it

@@ -42,7 +42,10 @@ type upgradeState struct {
 	// Cgroups says the workers live in cgroups of their own: the unit
 	// delegated baton's cgroup, which the new image cannot ask systemd
 	// again (a handed-over baton skips its D-Bus checks).
-	Cgroups      bool
+	Cgroups bool
+	// OrphanSignal is the workers' parent-death signal, chosen from the
+	// unit (orphanSignal), for the workers the new image forks.
+	OrphanSignal int
 	Registration *control.Registration
 	// Reloading: a reload announced to systemd (RELOADING=1) awaits its
 	// READY=1, which the new image sends.
@@ -145,7 +148,7 @@ func (h *controlHandler) upgrade(ctx context.Context, reason string) (string, er
 	}
 	st := upgradeState{Handoff: hand, MetricsFD: -1, ClientFD: -1, OldVersion: versionString(), Reason: reason,
 		RuntimeDir: u.reg.Dir, OwnsRuntimeDir: u.reg.OwnsDir, Registration: u.reg, ControlPath: u.ctl.Path(),
-		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup}
+		Cgroups: h.contain != nil && h.contain.Kind() == contain.KindCgroup, OrphanSignal: int(h.orphanSignal)}
 	_, st.Reloading = h.notes.state()
 	var opened []int
 	keep := func(fd int) error {

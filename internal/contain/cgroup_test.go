@@ -327,7 +327,7 @@ func TestSysProcAttr(t *testing.T) {
 	}
 	a := &syscall.SysProcAttr{Setpgid: true}
 	c.SysProcAttr(a)
-	if !a.Setsid || a.Setpgid || a.Pdeathsig != syscall.SIGKILL || !a.UseCgroupFD || a.CgroupFD != c.(*cgroupCell).fd {
+	if !a.Setsid || a.Setpgid || !a.UseCgroupFD || a.CgroupFD != c.(*cgroupCell).fd {
 		t.Errorf("cgroup SysProcAttr %+v", a)
 	}
 	if env := c.Env(); !slices.Equal(env, []string{"BATON_WORKER_ID=attr"}) {
@@ -339,7 +339,7 @@ func TestSysProcAttr(t *testing.T) {
 	sc := &sessionCell{id: "x"}
 	b := &syscall.SysProcAttr{Setpgid: true, UseCgroupFD: true}
 	sc.SysProcAttr(b)
-	if !b.Setsid || b.Setpgid || b.Pdeathsig != syscall.SIGKILL || b.UseCgroupFD {
+	if !b.Setsid || b.Setpgid || b.UseCgroupFD {
 		t.Errorf("process-group SysProcAttr %+v", b)
 	}
 	for _, bad := range []string{"", ".", "..", "a/b", "worker 1", strings.Repeat("x", 65)} {

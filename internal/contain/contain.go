@@ -103,8 +103,8 @@ type Cell interface {
 	ID() string
 	// SysProcAttr prepares the worker's spawn: it becomes a session leader
 	// (as systemd makes every service) and, with cgroups, starts in its
-	// cgroup. It also sets Pdeathsig to SIGKILL so that a worker dies with
-	// baton; the kernel sends it when the thread that forked the worker
+	// cgroup. The parent-death signal (Pdeathsig) is the caller's to set;
+	// the kernel sends it when the thread that forked the worker
 	// ends, so the caller must spawn from one locked OS thread that outlives
 	// every worker, and must execute itself in place (an upgrade) from that
 	// same thread: execve(2) ends every other thread, which kills the
@@ -195,7 +195,6 @@ func spawnAttr(a *syscall.SysProcAttr) {
 	// A session leader cannot change its process group: setpgid after
 	// setsid fails, and the session's group is already the worker's own.
 	a.Setpgid, a.Pgid = false, 0
-	a.Pdeathsig = syscall.SIGKILL
 }
 
 // limitErrors reports each limit set in l that reason says cannot be

@@ -37,6 +37,10 @@ type Service struct {
 	// ReloadSignal is the signal Type=notify-reload sends; 0 when systemd
 	// predates it (252).
 	ReloadSignal int
+	// ExitType is main or cgroup (ExitType=, systemd 250); "" when systemd
+	// predates it. With cgroup, systemd waits for the workers to end when
+	// baton dies before it restarts the service.
+	ExitType string
 	// SocketNames are the FileDescriptorName= of the .socket units that
 	// trigger the service: the sockets systemd passes it.
 	SocketNames []string
@@ -106,6 +110,7 @@ func (c *Conn) Service(ctx context.Context, unit string) (*Service, error) {
 	s.Type, _ = props["Type"].(string)
 	s.KillMode, _ = props["KillMode"].(string)
 	s.NotifyAccess, _ = props["NotifyAccess"].(string)
+	s.ExitType, _ = props["ExitType"].(string)
 	s.FileDescriptorStoreMax, _ = props["FileDescriptorStoreMax"].(uint32)
 	s.Delegate, _ = props["Delegate"].(bool)
 	s.ProtectControlGroups, _ = props["ProtectControlGroups"].(bool)

@@ -52,8 +52,15 @@ func Check(c *config.Config, s *sdbus.Service) []Finding {
 		add(Error, fmt.Sprintf("KillMode=%s: nothing stops the workers with the service", s.KillMode), "KillMode=mixed")
 	}
 	containment(c, s, add)
-	if s.Watchdog == 0 {
+	switch {
+	case s.Watchdog == 0 && s.ExitType == "cgroup":
+		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy), and with ExitType=cgroup a worker that ignores SIGTERM after baton died keeps the service from restarting", "WatchdogSec=30s")
+	case s.Watchdog == 0:
 		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)", "WatchdogSec=30s")
+	}
+	if s.ExitType == "main" {
+		// "" is a systemd before 250, which has no choice.
+		add(Warning, "ExitType=main: should baton die (kill -9, a crash), systemd kills its workers at once and the requests in flight fail; with cgroup, they finish them first and systemd restarts baton once they are gone", "ExitType=cgroup")
 	}
 	switch {
 	case s.Type == "notify-reload" && s.ExecReload:

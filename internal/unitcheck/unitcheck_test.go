@@ -36,18 +36,24 @@ func TestCheck(t *testing.T) {
 	if err := c.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	good := &sdbus.Service{Unit: "app.service", Type: "notify", NotifyAccess: "main", KillMode: "mixed", TimeoutStop: time.Minute, Watchdog: 30 * time.Second, ExecReload: true, FileDescriptorStoreMax: 16, Delegate: true}
+	good := &sdbus.Service{Unit: "app.service", Type: "notify", NotifyAccess: "main", KillMode: "mixed", TimeoutStop: time.Minute, Watchdog: 30 * time.Second, ExecReload: true, FileDescriptorStoreMax: 16, Delegate: true, ExitType: "cgroup"}
 	if f := Check(c, good); len(f) != 0 {
 		t.Errorf("good unit: %v", f)
 	}
-	bad := &sdbus.Service{Unit: "app.service", Type: "simple", NotifyAccess: "all", KillMode: "control-group", TimeoutStop: 10 * time.Second, SocketNames: []string{"web"}}
+	// A systemd before 250 has no ExitType=: nothing to say.
+	old := *good
+	old.ExitType = ""
+	if f := Check(c, &old); len(f) != 0 {
+		t.Errorf("unit on systemd < 250: %v", f)
+	}
+	bad := &sdbus.Service{Unit: "app.service", Type: "simple", NotifyAccess: "all", KillMode: "control-group", TimeoutStop: 10 * time.Second, SocketNames: []string{"web"}, ExitType: "main"}
 	var got []string
 	for _, f := range Check(c, bad) {
 		got = append(got, string(f.Severity)+": "+f.Fix)
 	}
 	want := []string{
 		"error: TimeoutStopSec=40s", "error: Type=notify", "warning: NotifyAccess=main", "error: KillMode=mixed",
-		"warning: Delegate=yes", "warning: WatchdogSec=30s", "warning: ExecReload=/usr/bin/baton reload --wait", "error: FileDescriptorStoreMax=16",
+		"warning: Delegate=yes", "warning: WatchdogSec=30s", "warning: ExitType=cgroup", "warning: ExecReload=/usr/bin/baton reload --wait", "error: FileDescriptorStoreMax=16",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -57,6 +63,20 @@ func TestCheck(t *testing.T) {
 		if f.Fix == "FileDescriptorStoreMax=16" && !strings.Contains(f.Problem, "baton binds admin itself") {
 			t.Errorf("fd store finding: %s", f.Problem)
 		}
+	}
+}
+
+// Under ExitType=cgroup, a unit without a watchdog is told that a worker
+// ignoring SIGTERM would hold a dead baton's unit up.
+func TestExitTypeCgroupWantsAWatchdog(t *testing.T) {
+	c := &config.Config{Command: []string{"app"}}
+	if err := c.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	s := &sdbus.Service{Unit: "app.service", Type: "notify", NotifyAccess: "main", KillMode: "mixed", TimeoutStop: time.Minute, ExecReload: true, Delegate: true, ExitType: "cgroup"}
+	f := Check(c, s)
+	if len(f) != 1 || f[0].Fix != "WatchdogSec=30s" || !strings.Contains(f[0].Problem, "a worker that ignores SIGTERM after baton died keeps the service from restarting") {
+		t.Errorf("findings: %v", f)
 	}
 }
 
