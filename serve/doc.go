@@ -22,7 +22,9 @@
 // sockets, so their listeners accept from an epoll instance of their own
 // with EPOLLEXCLUSIVE: a connection wakes one worker, not the poller of
 // every worker, as Go's own listeners would (about 4 ms of CPU per
-// connection at 1,000 workers; docs/benchmarks.md).
+// connection at 1,000 workers; docs/benchmarks.md). Each worker moves to
+// the back of the socket's wait queue after it accepts, so connections
+// still spread round robin over the idle workers.
 //
 // # Readiness and status
 //
