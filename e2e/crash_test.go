@@ -18,7 +18,7 @@ import (
 // get SIGTERM instead of dying with it, finish the requests they hold, and
 // systemd restarts baton once they are gone, with the socket kept in the
 // fd store meanwhile. A client that never retries sees no failure, with
-// keep-alive off and on.
+// keep-alive off and on, and after an upgrade in place.
 func TestKilledBatonsWorkersFinishTheirRequests(t *testing.T) {
 	port := freePort(t)
 	cfgPath := filepath.Join(workDir, "crash.toml")
@@ -35,51 +35,62 @@ func TestKilledBatonsWorkersFinishTheirRequests(t *testing.T) {
 		t.Errorf("baton did not choose SIGTERM for its orphans:\n%s", log)
 	}
 
-	for _, keepAlive := range []bool{false, true} {
-		t.Run(fmt.Sprintf("keepalive=%v", keepAlive), func(t *testing.T) {
-			// 300 ms requests, 8 clients on 4 workers: every worker holds
-			// requests when baton dies.
-			l, err := load.Start(context.Background(), load.Options{
-				URL: fmt.Sprintf("http://127.0.0.1:%d/sleep?ms=300", port), Clients: 8, KeepAlive: keepAlive, Timeout: 30 * time.Second,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Stop()
-			run := &loadRun{Load: l, t: t}
-			run.waitServed(40)
-			old := s.show("MainPID")
-			pid, _ := strconv.Atoi(old)
-			workers := procsOf(t, s)
-			killed := time.Now()
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			s.waitFor("a new baton with 4 workers ready", 60*time.Second, func() bool {
-				p := s.show("MainPID")
-				return p != old && p != "0" && ready()
-			})
-			for _, w := range workers {
-				if w != pid && syscall.Kill(w, 0) == nil {
-					t.Errorf("process %d of the killed baton's cgroup still runs beside the new baton", w)
-				}
-			}
-			run.waitServed(40)
-			res := run.finish()
-			inFlight := 0
-			for _, r := range res.Records {
-				if r.Start.Before(killed) && r.Start.Add(r.Latency).After(killed) && r.Kind == load.OK {
-					inFlight++
-				}
-			}
-			t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
-			if inFlight == 0 {
-				t.Errorf("no request was in flight when baton died: the test proves nothing")
-			}
+	killUnderLoad := func(t *testing.T, keepAlive bool) {
+		// 300 ms requests, 8 clients on 4 workers: every worker holds
+		// requests when baton dies.
+		l, err := load.Start(context.Background(), load.Options{
+			URL: fmt.Sprintf("http://127.0.0.1:%d/sleep?ms=300", port), Clients: 8, KeepAlive: keepAlive, Timeout: 30 * time.Second,
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Stop()
+		run := &loadRun{Load: l, t: t}
+		run.waitServed(40)
+		old := s.show("MainPID")
+		pid, _ := strconv.Atoi(old)
+		workers := procsOf(t, s)
+		killed := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		s.waitFor("a new baton with 4 workers ready", 60*time.Second, func() bool {
+			p := s.show("MainPID")
+			return p != old && p != "0" && ready()
+		})
+		for _, w := range workers {
+			if w != pid && syscall.Kill(w, 0) == nil {
+				t.Errorf("process %d of the killed baton's cgroup still runs beside the new baton", w)
+			}
+		}
+		run.waitServed(40)
+		res := run.finish()
+		inFlight := 0
+		for _, r := range res.Records {
+			if r.Start.Before(killed) && r.Start.Add(r.Latency).After(killed) && r.Kind == load.OK {
+				inFlight++
+			}
+		}
+		t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
+		if inFlight == 0 {
+			t.Errorf("no request was in flight when baton died: the test proves nothing")
+		}
 	}
-	if r := s.show("NRestarts"); r != "2" {
-		t.Errorf("NRestarts=%s, want 2", r)
+	for _, keepAlive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepalive=%v", keepAlive), func(t *testing.T) { killUnderLoad(t, keepAlive) })
+	}
+	// The workers an upgraded baton forks get the same signal: the image
+	// executed in place cannot ask systemd again, the old one tells it.
+	t.Run("after an upgrade in place", func(t *testing.T) {
+		mainPID := s.show("MainPID")
+		s.systemctl("kill", "--kill-whom=main", "-s", "SIGUSR2", s.name+".service")
+		s.waitFor("the upgrade to roll the workers", 30*time.Second, func() bool {
+			return s.show("MainPID") == mainPID && s.show("StatusText") == "4/4 workers ready, generation 2"
+		})
+		killUnderLoad(t, true)
+	})
+	if r := s.show("NRestarts"); r != "3" {
+		t.Errorf("NRestarts=%s, want 3", r)
 	}
 }
 
