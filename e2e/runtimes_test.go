@@ -16,9 +16,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/testutil"
 )
 
@@ -210,6 +212,12 @@ func deploy(t *testing.T, example, name string) string {
 // docs/workers shows.
 func startRuntime(t *testing.T, rt runtimeCase, name string) *reloadService {
 	t.Helper()
+	return startRuntimeWith(t, rt, name, "")
+}
+
+// startRuntimeWith is startRuntime with more lines in [Service].
+func startRuntimeWith(t *testing.T, rt runtimeCase, name, service string) *reloadService {
+	t.Helper()
 	rt.checkNeeds(t)
 	app := deploy(t, rt.example, name)
 	node, _ := exec.LookPath("node")
@@ -219,7 +227,7 @@ func startRuntime(t *testing.T, rt runtimeCase, name string) *reloadService {
 		t.Fatal(err)
 	}
 	r.service = newService(t, name,
-		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nRuntimeDirectory=%s\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n%s", name, batonBin, r.config, batonBin, rt.env),
+		fmt.Sprintf("Type=notify\nNotifyAccess=main\nKillMode=mixed\nRuntimeDirectory=%s\nExecStart=%s run -c %s\nExecReload=%s reload --wait\n%s%s", name, batonBin, r.config, batonBin, rt.env, service),
 		fmt.Sprintf("ListenStream=127.0.0.1:%d\nFileDescriptorName=web\n", r.port))
 	r.systemctl("start", name+".socket", name+".service")
 	return r
@@ -484,6 +492,48 @@ func TestRuntimeStopUnderLoad(t *testing.T) {
 			}
 			if log := r.readLog(); !strings.Contains(log, "all workers stopped") {
 				t.Errorf("log:\n%s", log)
+			}
+		})
+	}
+}
+
+// kill -9 of baton under ExitType=cgroup, as the shipped unit has it: each
+// runtime's workers take their parent-death SIGTERM (more than once, at
+// times) as a drain, survive writing to the output pipe nobody reads any
+// more, and finish the requests they hold; systemd restarts baton once
+// they are gone. A client that never retries sees no failure.
+func TestRuntimeKilledBaton(t *testing.T) {
+	for _, rt := range runtimes {
+		if rt.dropsAccepted != "" {
+			continue
+		}
+		t.Run(rt.name, func(t *testing.T) {
+			r := startRuntimeWith(t, rt, "rt-kill-"+rt.name, "ExitType=cgroup\nRestart=on-failure\nRestartSec=100ms\n")
+			ready := func() bool { return strings.HasPrefix(r.show("StatusText"), "4/4 workers ready") }
+			r.waitFor("4 workers ready", 60*time.Second, ready)
+			l := startLoad(t, r.url("/sleep?ms=300"), 8)
+			l.waitServed(20)
+			old := r.show("MainPID")
+			pid, _ := strconv.Atoi(old)
+			killed := time.Now()
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			r.waitFor("a new baton with 4 workers ready", 60*time.Second, func() bool {
+				p := r.show("MainPID")
+				return p != old && p != "0" && ready()
+			})
+			l.waitServed(20)
+			res := l.finish()
+			inFlight := 0
+			for _, x := range res.Records {
+				if x.Start.Before(killed) && x.Start.Add(x.Latency).After(killed) && x.Kind == load.OK {
+					inFlight++
+				}
+			}
+			t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
+			if inFlight == 0 {
+				t.Errorf("no request was in flight when baton died: the test proves nothing")
 			}
 		})
 	}

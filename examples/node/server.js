@@ -71,10 +71,19 @@ server.on('listening', () => {
   }
 });
 
+// A worker whose baton died has no reader on its stdout and stderr: a
+// write then fails with EPIPE, which must not throw and end the drain.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
 // Graceful stop: stop accepting (the shared socket's queue stays with the
 // other workers), finish what was accepted, then exit. Without a handler,
 // SIGTERM kills Node at once and fails every request in flight.
 process.on('SIGTERM', () => {
+  // A repeated SIGTERM is the same request: a worker whose baton died
+  // (kill -9 under ExitType=cgroup) gets one per exiting baton thread, and
+  // a second server.close() would call back at once and exit mid-drain.
+  if (draining) return;
   console.log('SIGTERM: draining');
   draining = true;
   server.close(() => process.exit(0));

@@ -29,3 +29,22 @@ raise_exception_on_sigterm false
 # served. Behind a proxy that buffers requests (nginx does), nothing is
 # lost by this; facing slow clients directly, add threads.
 queue_requests false
+
+# When baton is gone (kill -9 or a crash, under the shipped unit's
+# ExitType=cgroup), so is its notify socket, and the sd_notify gem raises
+# on the STOPPING=1 that puma sends as its drain begins: the drain ends
+# there and the requests in flight fail. A notification nobody can receive
+# any more is dropped instead, and the drain goes on.
+begin
+  require 'sd_notify'
+  module BatonQuietNotify
+    def notify(state, unset_env = false)
+      super
+    rescue SdNotify::NotifyError
+      nil
+    end
+  end
+  SdNotify.singleton_class.prepend(BatonQuietNotify)
+rescue LoadError
+  nil # no sd_notify gem: puma has no systemd integration to guard
+end
