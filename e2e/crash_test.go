@@ -47,17 +47,9 @@ func TestKilledBatonsWorkersFinishTheirRequests(t *testing.T) {
 		defer l.Stop()
 		run := &loadRun{Load: l, t: t}
 		run.waitServed(40)
-		old := s.show("MainPID")
-		pid, _ := strconv.Atoi(old)
+		pid, _ := strconv.Atoi(s.show("MainPID"))
 		workers := procsOf(t, s)
-		killed := time.Now()
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		s.waitFor("a new baton with 4 workers ready", 60*time.Second, func() bool {
-			p := s.show("MainPID")
-			return p != old && p != "0" && ready()
-		})
+		killed := killBaton(t, s, ready)
 		for _, w := range workers {
 			if w != pid && syscall.Kill(w, 0) == nil {
 				t.Errorf("process %d of the killed baton's cgroup still runs beside the new baton", w)
@@ -65,12 +57,7 @@ func TestKilledBatonsWorkersFinishTheirRequests(t *testing.T) {
 		}
 		run.waitServed(40)
 		res := run.finish()
-		inFlight := 0
-		for _, r := range res.Records {
-			if r.Start.Before(killed) && r.Start.Add(r.Latency).After(killed) && r.Kind == load.OK {
-				inFlight++
-			}
-		}
+		inFlight := servedAcross(res, killed)
 		t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
 		if inFlight == 0 {
 			t.Errorf("no request was in flight when baton died: the test proves nothing")
@@ -92,6 +79,26 @@ func TestKilledBatonsWorkersFinishTheirRequests(t *testing.T) {
 	if r := s.show("NRestarts"); r != "3" {
 		t.Errorf("NRestarts=%s, want 3", r)
 	}
+}
+
+// killBaton sends the service's baton SIGKILL and waits until systemd has
+// started another and ready holds; it returns when it sent the signal.
+func killBaton(t *testing.T, s *service, ready func() bool) time.Time {
+	t.Helper()
+	old := s.show("MainPID")
+	pid, err := strconv.Atoi(old)
+	if err != nil || pid <= 0 {
+		t.Fatalf("MainPID=%q", old)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("a new baton, ready", 60*time.Second, func() bool {
+		p := s.show("MainPID")
+		return p != old && p != "0" && ready()
+	})
+	return killed
 }
 
 // procsOf lists the pids in the service's cgroup.

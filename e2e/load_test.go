@@ -78,3 +78,15 @@ func failures(r *load.Result, max int) string {
 	}
 	return b.String()
 }
+
+// servedAcross counts the requests that were in flight at t (started
+// before it, ended after it) and were answered.
+func servedAcross(r *load.Result, t time.Time) int {
+	n := 0
+	for _, x := range r.Records {
+		if x.Start.Before(t) && x.Start.Add(x.Latency).After(t) && x.Kind == load.OK {
+			n++
+		}
+	}
+	return n
+}

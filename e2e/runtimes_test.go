@@ -16,11 +16,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton/bench/load"
 	"github.com/batonhq/baton/internal/testutil"
 )
 
@@ -513,24 +511,10 @@ func TestRuntimeKilledBaton(t *testing.T) {
 			r.waitFor("4 workers ready", 60*time.Second, ready)
 			l := startLoad(t, r.url("/sleep?ms=300"), 8)
 			l.waitServed(20)
-			old := r.show("MainPID")
-			pid, _ := strconv.Atoi(old)
-			killed := time.Now()
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			r.waitFor("a new baton with 4 workers ready", 60*time.Second, func() bool {
-				p := r.show("MainPID")
-				return p != old && p != "0" && ready()
-			})
+			killed := killBaton(t, r.service, ready)
 			l.waitServed(20)
 			res := l.finish()
-			inFlight := 0
-			for _, x := range res.Records {
-				if x.Start.Before(killed) && x.Start.Add(x.Latency).After(killed) && x.Kind == load.OK {
-					inFlight++
-				}
-			}
+			inFlight := servedAcross(res, killed)
 			t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
 			if inFlight == 0 {
 				t.Errorf("no request was in flight when baton died: the test proves nothing")

@@ -220,16 +220,7 @@ func TestOrphanedWorkerFinishesItsRequest(t *testing.T) {
 	testutil.CheckFDLeaks(t)
 	testutil.CheckChildLeaks(t)
 	m := newManager(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	f, addr := listenFile(t)
 	defer f.Close()
 	r, w, err := os.Pipe()
 	if err != nil {

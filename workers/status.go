@@ -227,14 +227,7 @@ func (s *Supervisor) publish() {
 		s.armEarlier(&s.statusAlarm, s.nextStatus)
 		return
 	}
-	s.statusDirty = false
-	line := s.statusLine()
-	if line == s.lastStatus {
-		return
-	}
-	s.lastStatus = line
-	s.nextStatus = now.Add(statusEvery)
-	s.sendUp("STATUS=" + line)
+	s.sendStatus(now)
 }
 
 // publishNow sends STATUS= at once if the line changed, whatever the rate
@@ -245,13 +238,19 @@ func (s *Supervisor) publishNow() {
 		s.publish() // READY=1 comes first, with its own STATUS=
 		return
 	}
+	s.sendStatus(s.now())
+}
+
+// sendStatus sends the status line if it changed, and starts the next
+// rate-limit interval.
+func (s *Supervisor) sendStatus(now time.Time) {
 	s.statusDirty = false
 	line := s.statusLine()
 	if line == s.lastStatus {
 		return
 	}
 	s.lastStatus = line
-	s.nextStatus = s.now().Add(statusEvery)
+	s.nextStatus = now.Add(statusEvery)
 	s.sendUp("STATUS=" + line)
 }
 
