@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/testutil"
 )
 
 // listenFile is a TCP listening socket as a file, as LISTEN_FDS passes it.
@@ -169,12 +171,8 @@ func TestExclusiveListenerSpreadsConnections(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		// Both wait in epoll_wait before each connection, so which one
 		// takes it is the kernel's choice, not a race with the client.
-		deadline := time.Now().Add(10 * time.Second)
-		for !blockedOn(t, ls[0].epfd) || !blockedOn(t, ls[1].epfd) {
-			if time.Now().After(deadline) {
-				t.Fatal("the listeners never both waited in epoll_wait")
-			}
-			time.Sleep(time.Millisecond)
+		if !testutil.Eventually(t, 10*time.Second, func() bool { return blockedOn(t, ls[0].epfd) && blockedOn(t, ls[1].epfd) }) {
+			t.Fatal("the listeners never both waited in epoll_wait")
 		}
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

@@ -86,10 +86,7 @@ func TestWorkerProcess(t *testing.T) {
 	defer board.Close()
 	files = append(files, board.File())
 
-	// LISTEN_PID must be the worker's pid, known only after fork: a shell
-	// sets it and execs in place, as baton's shim does.
-	cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=run", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin",
+	cmd := workerCmd("run", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin",
 		scoreboard.EnvFD+"=5", "NOTIFY_SOCKET="+m.path, EnvReports+"=auto")
 	cmd.ExtraFiles = files
 	out := &logBuffer{}
@@ -194,6 +191,15 @@ func TestTakeSockets(t *testing.T) {
 	}
 }
 
+// workerCmd runs the test binary as a worker in role, with env added.
+// LISTEN_PID must be the worker's pid, known only after fork: a shell sets
+// it and executes the binary in place, as baton's shim does.
+func workerCmd(role string, env ...string) *exec.Cmd {
+	cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	return cmd
+}
+
 // orphanChild serves /slow, which says STATUS=entered and answers after
 // 500 ms, on the socket passed.
 func orphanChild() int {
@@ -226,12 +232,12 @@ func TestOrphanedWorkerFinishesItsRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", `export LISTEN_PID=$$; exec "$0" "$@"`, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=orphan", "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET="+m.path)
+	defer r.Close() // closed early on purpose below; this covers a failure before
+	cmd := workerCmd("orphan", "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET="+m.path)
 	cmd.ExtraFiles = []*os.File{f}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
-		t.Fatal(errors.Join(err, r.Close(), w.Close()))
+		t.Fatal(errors.Join(err, w.Close()))
 	}
 	w.Close()
 	defer func() {

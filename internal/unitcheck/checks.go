@@ -52,11 +52,12 @@ func Check(c *config.Config, s *sdbus.Service) []Finding {
 		add(Error, fmt.Sprintf("KillMode=%s: nothing stops the workers with the service", s.KillMode), "KillMode=mixed")
 	}
 	containment(c, s, add)
-	switch {
-	case s.Watchdog == 0 && s.ExitType == "cgroup":
-		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy), and with ExitType=cgroup a worker that ignores SIGTERM after baton died keeps the service from restarting", "WatchdogSec=30s")
-	case s.Watchdog == 0:
-		add(Warning, "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)", "WatchdogSec=30s")
+	if s.Watchdog == 0 {
+		problem := "no WatchdogSec=: a stuck or hollow baton is never restarted (baton sends WATCHDOG=1 only while its pool is healthy)"
+		if s.ExitType == "cgroup" {
+			problem += ", and with ExitType=cgroup a worker that ignores SIGTERM after baton died keeps the service from restarting"
+		}
+		add(Warning, problem, "WatchdogSec=30s")
 	}
 	if s.ExitType == "main" {
 		// "" is a systemd before 250, which has no choice.
