@@ -79,14 +79,20 @@ func failures(r *load.Result, max int) string {
 	return b.String()
 }
 
-// servedAcross counts the requests that were in flight at t (started
-// before it, ended after it) and were answered.
-func servedAcross(r *load.Result, t time.Time) int {
-	n := 0
-	for _, x := range r.Records {
-		if x.Start.Before(t) && x.Start.Add(x.Latency).After(t) && x.Kind == load.OK {
-			n++
+// finishedAcrossKill stops the load, fails the test on any failed
+// request (finish), and on none that was in flight when baton was killed
+// and answered after: without one, a kill test proves nothing.
+func finishedAcrossKill(t *testing.T, l *loadRun, killed time.Time) {
+	t.Helper()
+	res := l.finish()
+	inFlight := 0
+	for _, x := range res.Records {
+		if x.Start.Before(killed) && x.Start.Add(x.Latency).After(killed) && x.Kind == load.OK {
+			inFlight++
 		}
 	}
-	return n
+	t.Logf("kill -9 with %d requests in flight: %s", inFlight, res.Summary())
+	if inFlight == 0 {
+		t.Errorf("no request was in flight when baton died: the test proves nothing")
+	}
 }
